@@ -1,0 +1,113 @@
+"""Involution layer (Li et al., CVPR 2021) in the Keras 3 API.
+
+Unlike a convolution, the kernel is generated per pixel from that pixel's own features and shared across
+the channels of a group. The kernel is applied by accumulating over the K*K offsets with shifted slices of
+the padded input, so no (B, H, W, K*K, C) patch tensor is ever built: memory stays O(B * H * W * C).
+
+Padding follows TensorFlow's "SAME" convention for every input size, so the output equals ``tf.image.extract_patches(..., padding="SAME")`` based implementations (see
+``bench/involution.py``).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="lumbar")
+class Involution(layers.Layer):
+    """Per-pixel, channel-group-shared KxK kernel; output spatial size is ``ceil(input / stride)``."""
+
+    def __init__(
+        self,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        reduction_ratio: int = 4,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if kernel_size < 1 or stride < 1 or groups < 1 or reduction_ratio < 1:
+            raise ValueError("kernel_size, stride, groups and reduction_ratio must be positive integers")
+        self.kernel_size = int(kernel_size)
+        self.stride = int(stride)
+        self.groups = int(groups)
+        self.reduction_ratio = int(reduction_ratio)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError("Involution needs a known channel count")
+        if channels % self.groups:
+            raise ValueError(f"channels ({channels}) must be divisible by groups ({self.groups})")
+        self.channels = int(channels)
+        reduced = max(self.channels // self.reduction_ratio, 1)
+        self.reduce = layers.Conv2D(reduced, 1, use_bias=False, name="reduce")
+        self.reduce_norm = layers.BatchNormalization(name="reduce_norm")
+        self.span = layers.Conv2D(self.kernel_size * self.kernel_size * self.groups, 1, name="span")
+        pooled_shape = (input_shape[0], None, None, self.channels)
+        self.reduce.build(pooled_shape)
+        self.reduce_norm.build((input_shape[0], None, None, reduced))
+        self.span.build((input_shape[0], None, None, reduced))
+
+    def _kernel(self, inputs, training=None):
+        if self.stride > 1:
+            # (B, H, W, C) -> (B, H/s, W/s, C)
+            inputs = ops.average_pool(inputs, self.stride, self.stride, padding="same")
+        # (B, H', W', C) -> (B, H', W', C/r)
+        reduced = self.reduce(inputs)
+        # (B, H', W', C/r)
+        reduced = ops.relu(self.reduce_norm(reduced, training=training))
+        # (B, H', W', C/r) -> (B, H', W', K*K*G)
+        return self.span(reduced)
+
+    def call(self, inputs, training=None):
+        k, s, g = self.kernel_size, self.stride, self.groups
+        group_channels = self.channels // g
+        kernel = self._kernel(inputs, training=training)
+        shape = ops.shape(kernel)
+        batch, out_h, out_w = shape[0], shape[1], shape[2]
+        # (B, H', W', K*K*G) -> (B, H', W', K*K, G, 1)
+        kernel = ops.reshape(kernel, (batch, out_h, out_w, k * k, g, 1))
+
+        # TensorFlow "SAME": pad_total = (out - 1) * s + K - size, the smaller half before. The input is
+        # padded once by the largest possible amount and each axis starts at its own offset.
+        max_before = (k - 1) // 2
+        start_h = max_before - ops.maximum((out_h - 1) * s + k - ops.shape(inputs)[1], 0) // 2
+        start_w = max_before - ops.maximum((out_w - 1) * s + k - ops.shape(inputs)[2], 0) // 2
+        after = k - 1 + s
+        # (B, H, W, C) -> (B, H + (K-1)/2 + K - 1 + s, W + (K-1)/2 + K - 1 + s, C)
+        padded = ops.pad(inputs, ((0, 0), (max_before, after), (max_before, after), (0, 0)))
+        padded_shape = ops.shape(padded)
+        # (B, Hp, Wp, C) -> (B, Hp, Wp, G, C/G)
+        padded = ops.reshape(padded, (batch, padded_shape[1], padded_shape[2], g, group_channels))
+
+        output = None
+        for dy in range(k):
+            for dx in range(k):
+                # (B, Hp, Wp, G, C/G) -> (B, H', W', G, C/G): the input pixels under kernel offset (dy, dx)
+                top, left = start_h + dy, start_w + dx
+                shifted = padded[:, top : top + (out_h - 1) * s + 1 : s, left : left + (out_w - 1) * s + 1 : s]
+                # (B, H', W', G, C/G) * (B, H', W', G, 1) -> (B, H', W', G, C/G)
+                term = shifted * kernel[:, :, :, dy * k + dx]
+                output = term if output is None else output + term
+        # (B, H', W', G, C/G) -> (B, H', W', C)
+        return ops.reshape(output, (batch, out_h, out_w, self.channels))
+
+    def compute_output_shape(self, input_shape):
+        def scaled(size):
+            return None if size is None else -(-size // self.stride)
+
+        return (input_shape[0], scaled(input_shape[1]), scaled(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "kernel_size": self.kernel_size,
+                "stride": self.stride,
+                "groups": self.groups,
+                "reduction_ratio": self.reduction_ratio,
+            }
+        )
+        return config
