@@ -1,0 +1,17 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+RUN SECRET_KEY=build-only ALLOWED_HOSTS=localhost DJANGO_SETTINGS_MODULE=lumbar_platform.settings.production \
+    python manage.py collectstatic --noinput \
+    && useradd --create-home --uid 1000 lumbar \
+    && mkdir -p /app/var /app/media && chown -R lumbar /app/var /app/media
+USER lumbar
+
+EXPOSE 8000
+CMD ["gunicorn", "lumbar_platform.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

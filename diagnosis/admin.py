@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from diagnosis.models import Case, Patient, Prediction, Review, Scan
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class CaseInline(ReadOnlyInline):
+    model = Case
+    fields = ("status", "owner", "clinical_question", "created_at")
+    readonly_fields = fields
+
+
+class ScanInline(ReadOnlyInline):
+    model = Scan
+    fields = ("original_name", "format", "width", "height", "uploaded_by", "uploaded_at")
+    readonly_fields = fields
+
+
+class PredictionInline(ReadOnlyInline):
+    model = Prediction
+    fields = ("status", "label", "probability", "model_version", "queued_at", "finished_at")
+    readonly_fields = fields
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ("identifier", "name", "birth_date", "sex", "created_by", "created_at")
+    list_filter = ("sex", "created_at")
+    search_fields = ("identifier", "name")
+    readonly_fields = ("created_by", "created_at", "updated_at")
+    inlines = [CaseInline]
+
+    def save_model(self, request, obj, form, change) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Case)
+class CaseAdmin(admin.ModelAdmin):
+    list_display = ("id", "patient", "owner", "status", "created_at", "updated_at")
+    list_filter = ("status", "created_at", "owner")
+    search_fields = ("patient__identifier", "patient__name", "clinical_question", "notes")
+    list_select_related = ("patient", "owner")
+    autocomplete_fields = ("patient",)
+    readonly_fields = ("created_at", "updated_at")
+    inlines = [ScanInline]
+
+
+@admin.register(Scan)
+class ScanAdmin(admin.ModelAdmin):
+    list_display = ("id", "original_name", "case", "format", "width", "height", "uploaded_by", "uploaded_at")
+    list_filter = ("format", "modality", "uploaded_at")
+    search_fields = ("original_name", "sha256", "case__patient__identifier", "study_uid", "series_uid")
+    list_select_related = ("case", "case__patient", "uploaded_by")
+    # The file is patient data: shown by name only, never linked to a public URL.
+    readonly_fields = tuple(field.name for field in Scan._meta.fields if field.name != "file") + ("stored_file",)
+    exclude = ("file",)
+    inlines = [PredictionInline]
+
+    @admin.display(description="Stored file")
+    def stored_file(self, scan: Scan) -> str:
+        return scan.file.name
+
+    def has_add_permission(self, request) -> bool:
+        # Scans come in through the upload service, which checks and de-identifies the file.
+        return False
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ("id", "scan", "status", "label", "probability", "model_version", "queued_at", "finished_at")
+    list_filter = ("status", "label", "model_version", "queued_at")
+    search_fields = ("scan__original_name", "scan__case__patient__identifier", "error")
+    list_select_related = ("scan", "model_version")
+    exclude = ("heatmap",)
+    readonly_fields = ("heatmap_file",)
+
+    @admin.display(description="Heatmap")
+    def heatmap_file(self, prediction: Prediction) -> str:
+        return prediction.heatmap.name or "-"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Predictions are the model's output: viewable, never edited by hand.
+        return False
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ("id", "prediction", "reviewer", "decision", "final_label", "created_at")
+    list_filter = ("decision", "final_label", "created_at")
+    search_fields = ("comment", "reviewer__username", "prediction__scan__case__patient__identifier")
+    list_select_related = ("prediction", "reviewer")
+    readonly_fields = ("prediction", "reviewer", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,18 @@
+"""The one application error type that services raise; views and the API turn it into a response."""
+
+from __future__ import annotations
+
+
+class ApplicationError(Exception):
+    def __init__(self, message: str, errors: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or {}
+
+
+class NotFound(ApplicationError):
+    """The record does not exist or belongs to someone else: both look the same from outside."""
+
+
+class PermissionDenied(ApplicationError):
+    pass

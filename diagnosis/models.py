@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+CLINICIANS_GROUP = "clinicians"
+
+
+class Patient(models.Model):
+    class Sex(models.TextChoices):
+        FEMALE = "F", "Female"
+        MALE = "M", "Male"
+        OTHER = "O", "Other"
+        UNKNOWN = "U", "Unknown"
+
+    identifier = models.CharField(max_length=64, unique=True, help_text="Hospital or study identifier.")
+    name = models.CharField(max_length=200, blank=True)
+    birth_date = models.DateField(null=True, blank=True)
+    sex = models.CharField(max_length=1, choices=Sex.choices, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="patients_created"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["identifier"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(identifier=""), name="patient_identifier_not_empty"),
+        ]
+        indexes = [models.Index(fields=["created_by", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.identifier
+
+
+class Case(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+        CLOSED = "closed", "Closed"
+
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cases")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    clinical_question = models.TextField(blank=True)
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["open", "awaiting_review", "closed"]), name="case_status_valid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["owner", "status"]),
+            models.Index(fields=["created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"Case {self.pk} ({self.patient.identifier})"
+
+
+def scan_upload_to(scan: Scan, filename: str) -> str:
+    return f"scans/{scan.case_id}/{filename}"
+
+
+class Scan(models.Model):
+    class Format(models.TextChoices):
+        PNG = "png", "PNG"
+        JPEG = "jpeg", "JPEG"
+        DICOM = "dicom", "DICOM"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="scans")
+    file = models.FileField(upload_to=scan_upload_to, max_length=255)
+    original_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64)
+    format = models.CharField(max_length=5, choices=Format.choices)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="scans_uploaded"
+    )
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    study_uid = models.CharField(max_length=64, blank=True)
+    series_uid = models.CharField(max_length=64, blank=True)
+    instance_uid = models.CharField(max_length=64, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    series_description = models.CharField(max_length=255, blank=True)
+    pixel_spacing = models.JSONField(null=True, blank=True, help_text="Row and column spacing in mm.")
+    note = models.CharField(max_length=255, blank=True, help_text="How the image was read, e.g. the frame used.")
+
+    class Meta:
+        ordering = ["-uploaded_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "sha256"], name="scan_unique_bytes_per_case"),
+            models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="scan_dimensions_positive"),
+            models.CheckConstraint(condition=Q(format__in=["png", "jpeg", "dicom"]), name="scan_format_valid"),
+        ]
+        indexes = [models.Index(fields=["sha256"]), models.Index(fields=["uploaded_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.format})"
+
+
+class Prediction(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    class Label(models.TextChoices):
+        NORMAL = "normal", "Normal"
+        DDD = "ddd", "Degenerative disc disease"
+
+    scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.ForeignKey(
+        "ml.ModelVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="predictions"
+    )
+    requested_model = models.ForeignKey(
+        "ml.ModelVersion",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The model asked for; empty means the active model at run time.",
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    probability = models.FloatField(null=True, blank=True, help_text="Probability of DDD.")
+    error = models.TextField(blank=True)
+    input_sha256 = models.CharField(max_length=64, blank=True)
+    preprocess_ms = models.FloatField(null=True, blank=True)
+    inference_ms = models.FloatField(null=True, blank=True)
+    heatmap = models.FileField(upload_to="heatmaps/", max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    queued_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "done", "failed"]), name="prediction_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(probability__isnull=True) | Q(probability__gte=0.0, probability__lte=1.0),
+                name="prediction_probability_range",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="done") | (Q(probability__isnull=False) & ~Q(label="")),
+                name="prediction_done_has_result",
+            ),
+            models.CheckConstraint(condition=~Q(status="failed") | ~Q(error=""), name="prediction_failed_has_error"),
+        ]
+        indexes = [models.Index(fields=["status", "queued_at"])]
+
+    def __str__(self) -> str:
+        return f"Prediction {self.pk} ({self.status})"
+
+
+class Review(models.Model):
+    class Decision(models.TextChoices):
+        AGREE = "agree", "Agree"
+        OVERRIDE = "override", "Override"
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="review")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    final_label = models.CharField(max_length=10, choices=Prediction.Label.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(decision__in=["agree", "override"]), name="review_decision_valid"),
+            models.CheckConstraint(condition=Q(final_label__in=["normal", "ddd"]), name="review_label_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Review of prediction {self.prediction_id}: {self.decision}"

@@ -1,0 +1,118 @@
+"""The Django edge of the classifier: ModelVersion rows for artifact folders on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.dateparse import parse_datetime
+
+from ml.models import ModelVersion
+
+SHIPPED_ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
+DEFAULT_ACTIVE_ARCHITECTURE = "invgg"
+
+
+class RegistryError(ValueError):
+    pass
+
+
+def artifact_dir_for(model_version: ModelVersion) -> Path:
+    path = Path(model_version.artifact_path)
+    return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+
+
+def _stored_path(artifact_dir: Path) -> str:
+    """Store paths inside the repository relative to it, so the database survives a move of the checkout."""
+    resolved = artifact_dir.resolve()
+    try:
+        return str(resolved.relative_to(Path(settings.BASE_DIR).resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def read_model_card(artifact_dir: Path) -> dict:
+    card_path = artifact_dir / "model_card.json"
+    if not (artifact_dir / "model.keras").is_file() or not card_path.is_file():
+        raise RegistryError(f"{artifact_dir} is not a model artifact: it needs model.keras and model_card.json.")
+    try:
+        card = json.loads(card_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RegistryError(f"{card_path} is not valid JSON: {exc}") from exc
+    missing = [key for key in ("name", "architecture", "input_size", "threshold") if key not in card]
+    if missing:
+        raise RegistryError(f"{card_path} lacks {', '.join(missing)}.")
+    return card
+
+
+def _validation_metrics(artifact_dir: Path, card: dict) -> dict:
+    metrics_path = artifact_dir / "metrics.json"
+    if metrics_path.is_file():
+        return json.loads(metrics_path.read_text())
+    return card.get("validation_metrics", {})
+
+
+@transaction.atomic
+def model_version_register(*, artifact_dir: Path, activate: bool = False) -> ModelVersion:
+    """Create or refresh the ModelVersion for an artifact folder; the card's name is its identity."""
+    card = read_model_card(artifact_dir)
+    trained_at = card.get("trained_at")
+    model_version, _ = ModelVersion.objects.update_or_create(
+        name=card["name"],
+        defaults={
+            "architecture": card["architecture"],
+            "version": str(card.get("version", "1")),
+            "artifact_path": _stored_path(artifact_dir),
+            "input_size": int(card["input_size"]),
+            "threshold": float(card["threshold"]),
+            "parameters": card.get("parameters"),
+            "metrics": _validation_metrics(artifact_dir, card),
+            "trained_at": parse_datetime(trained_at) if isinstance(trained_at, str) else None,
+        },
+    )
+    if activate:
+        model_version = model_version_activate(model_version=model_version)
+    return model_version
+
+
+@transaction.atomic
+def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
+    ModelVersion.objects.filter(is_active=True).exclude(pk=model_version.pk).update(is_active=False)
+    ModelVersion.objects.filter(pk=model_version.pk).update(is_active=True)
+    model_version.refresh_from_db()
+    return model_version
+
+
+def register_shipped_models() -> list[ModelVersion]:
+    """Register every artifact under ml/artifacts/; activate the shipped INVGG if nothing is active."""
+    registered = [
+        model_version_register(artifact_dir=card.parent)
+        for card in sorted(SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json"))
+        if (card.parent / "model.keras").is_file()
+    ]
+    if not ModelVersion.objects.filter(is_active=True).exists():
+        preferred = [mv for mv in registered if mv.architecture == DEFAULT_ACTIVE_ARCHITECTURE]
+        if preferred:
+            model_version_activate(model_version=preferred[0])
+    return registered
+
+
+def register_shipped_models_after_migrate(sender, using="default", **kwargs) -> None:
+    if using == "default":
+        register_shipped_models()
+
+
+_loaded_classifiers: dict[tuple[int, str], object] = {}
+
+
+def load_classifier(model_version: ModelVersion):
+    """The classifier for a version, loaded once per process (a worker child loads it on its first task,
+    after the fork, and keeps it)."""
+    key = (model_version.pk, model_version.artifact_path)
+    if key not in _loaded_classifiers:
+        from ml.inference import Classifier
+
+        _loaded_classifiers[key] = Classifier.from_artifact(artifact_dir_for(model_version))
+    return _loaded_classifiers[key]

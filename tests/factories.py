@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import hashlib
+import io
+
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+from PIL import Image
+
+from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, Scan
+from ml.models import ModelVersion
+
+
+def png_bytes(width: int = 32, height: int = 32, value: int = 128) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), value).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.django.Password("correct-horse-battery")
+
+
+class ClinicianFactory(UserFactory):
+    @factory.post_generation
+    def clinician_group(user, create, extracted, **kwargs):
+        if create:
+            user.groups.add(Group.objects.get_or_create(name=CLINICIANS_GROUP)[0])
+
+
+class StaffFactory(UserFactory):
+    is_staff = True
+    is_superuser = True
+
+
+class PatientFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Patient
+
+    identifier = factory.Sequence(lambda n: f"P{n:05d}")
+    created_by = factory.SubFactory(ClinicianFactory)
+
+
+class CaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Case
+
+    owner = factory.SubFactory(ClinicianFactory)
+    patient = factory.SubFactory(PatientFactory, created_by=factory.SelfAttribute("..owner"))
+
+
+class ScanFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Scan
+
+    class Params:
+        content = factory.LazyAttribute(lambda o: png_bytes(value=o.factory_parent_value))
+        factory_parent_value = factory.Sequence(lambda n: n % 256)
+
+    case = factory.SubFactory(CaseFactory)
+    uploaded_by = factory.SelfAttribute("case.owner")
+    original_name = "scan.png"
+    format = Scan.Format.PNG
+    width = 32
+    height = 32
+    sha256 = factory.LazyAttribute(lambda o: hashlib.sha256(o.content).hexdigest())
+    file = factory.LazyAttribute(lambda o: ContentFile(o.content, name=f"{o.sha256}.png"))
+
+
+class PredictionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Prediction
+
+    scan = factory.SubFactory(ScanFactory)
+
+
+class ModelVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelVersion
+
+    name = factory.Sequence(lambda n: f"model-{n}")
+    architecture = ModelVersion.Architecture.INVGG
+    version = "1"
+    artifact_path = factory.LazyAttribute(lambda o: f"ml/artifacts/{o.name}")
+    input_size = 64
+    threshold = 0.5
