@@ -418,15 +418,10 @@ def _looks_like_dicom_without_preamble(data: bytes) -> bool:
     if first_group_le not in (0x0002, 0x0008) and first_group_be != 0x0008:
         return False
     try:
-        dataset = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
-        has_identity = "SOPClassUID" in dataset
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
+        return "SOPClassUID" in dataset or "PixelData" in dataset
     except Exception:
         return False
-    return has_identity or _has_pixel_data_tag(data)
-
-
-def _has_pixel_data_tag(data: bytes) -> bool:
-    return b"\xe0\x7f\x10\x00" in data or b"\x7f\xe0\x00\x10" in data
 
 
 # PNG / JPEG ----------------------------------------------------------------------------------------------
@@ -720,7 +715,7 @@ def _jpeg_size(frame: bytes) -> tuple[int, int] | None:
 
 def _j2k_size(frame: bytes) -> tuple[int, int] | None:
     # The SIZ segment follows SOC; a JP2 file wraps the same codestream in boxes, so look for it.
-    start = frame.find(b"\xff\x4f\xff\x51", 0, 4096)
+    start = frame.find(b"\xff\x4f\xff\x51")
     if start < 0 or len(frame) < start + 24:
         return None
     siz = frame[start + 4 :]
@@ -856,7 +851,7 @@ def _deidentified_bytes(dataset: Dataset) -> bytes:
     """Apply the basic profile (retaining UIDs) in place and serialise the result as a DICOM file."""
     dataset.walk(_deidentify_element)
     dataset.remove_private_tags()
-    _remove_curves_and_overlay_text(dataset)
+    _remove_repeating_groups_and_group_lengths(dataset)
 
     dataset.PatientIdentityRemoved = "YES"
     dataset.DeidentificationMethod = DEIDENTIFICATION_METHOD
@@ -891,11 +886,13 @@ def _deidentify_element(dataset: Dataset, element: pydicom.DataElement) -> None:
         element.value = Sequence() if element.VR == "SQ" else None
 
 
-def _remove_curves_and_overlay_text(dataset: Dataset) -> None:
+def _remove_repeating_groups_and_group_lengths(dataset: Dataset) -> None:
+    # Group lengths (gggg,0000) are retired and would be wrong after the removals above.
     doomed = [
         tag
         for tag in dataset.keys()
-        if 0x5000 <= tag.group <= 0x50FF
+        if tag.element == 0x0000
+        or 0x5000 <= tag.group <= 0x50FF
         or (0x6000 <= tag.group <= 0x60FF and tag.element in _OVERLAY_ELEMENTS_REMOVED)
     ]
     for tag in doomed:
