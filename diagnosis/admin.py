@@ -67,7 +67,9 @@ class ScanAdmin(admin.ModelAdmin):
     search_fields = ("original_name", "sha256", "case__patient__identifier", "study_uid", "series_uid")
     list_select_related = ("case", "case__patient", "uploaded_by")
     # The file is patient data: shown by name only, never linked to a public URL.
-    readonly_fields = tuple(field.name for field in Scan._meta.fields if field.name != "file") + ("stored_file",)
+    readonly_fields = tuple(field.name for field in Scan._meta.fields if field.name != "file") + (
+        "stored_file",
+    )
     exclude = ("file",)
     inlines = [PredictionInline]
 
@@ -82,7 +84,16 @@ class ScanAdmin(admin.ModelAdmin):
 
 @admin.register(Prediction)
 class PredictionAdmin(admin.ModelAdmin):
-    list_display = ("id", "scan", "status", "label", "probability", "model_version", "queued_at", "finished_at")
+    list_display = (
+        "id",
+        "scan",
+        "status",
+        "label",
+        "probability",
+        "model_version",
+        "queued_at",
+        "finished_at",
+    )
     list_filter = ("status", "label", "model_version", "queued_at")
     search_fields = ("scan__original_name", "scan__case__patient__identifier", "error")
     list_select_related = ("scan", "model_version")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 
 class ApplicationError(Exception):
-    def __init__(self, message: str, errors: dict | None = None) -> None:
+    def __init__(self, message: str, errors: dict | None = None, code: str = "invalid") -> None:
         super().__init__(message)
         self.message = message
         self.errors = errors or {}
+        self.code = code
 
 
 class NotFound(ApplicationError):

@@ -92,14 +92,20 @@ class Scan(models.Model):
     modality = models.CharField(max_length=16, blank=True)
     series_description = models.CharField(max_length=255, blank=True)
     pixel_spacing = models.JSONField(null=True, blank=True, help_text="Row and column spacing in mm.")
-    note = models.CharField(max_length=255, blank=True, help_text="How the image was read, e.g. the frame used.")
+    note = models.CharField(
+        max_length=255, blank=True, help_text="How the image was read, e.g. the frame used."
+    )
 
     class Meta:
         ordering = ["-uploaded_at"]
         constraints = [
             models.UniqueConstraint(fields=["case", "sha256"], name="scan_unique_bytes_per_case"),
-            models.CheckConstraint(condition=Q(width__gt=0) & Q(height__gt=0), name="scan_dimensions_positive"),
-            models.CheckConstraint(condition=Q(format__in=["png", "jpeg", "dicom"]), name="scan_format_valid"),
+            models.CheckConstraint(
+                condition=Q(width__gt=0) & Q(height__gt=0), name="scan_dimensions_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(format__in=["png", "jpeg", "dicom"]), name="scan_format_valid"
+            ),
         ]
         indexes = [models.Index(fields=["sha256"]), models.Index(fields=["uploaded_at"])]
 
@@ -147,7 +153,8 @@ class Prediction(models.Model):
         ordering = ["-queued_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "running", "done", "failed"]), name="prediction_status_valid"
+                condition=Q(status__in=["queued", "running", "done", "failed"]),
+                name="prediction_status_valid",
             ),
             models.CheckConstraint(
                 condition=Q(probability__isnull=True) | Q(probability__gte=0.0, probability__lte=1.0),
@@ -157,7 +164,9 @@ class Prediction(models.Model):
                 condition=~Q(status="done") | (Q(probability__isnull=False) & ~Q(label="")),
                 name="prediction_done_has_result",
             ),
-            models.CheckConstraint(condition=~Q(status="failed") | ~Q(error=""), name="prediction_failed_has_error"),
+            models.CheckConstraint(
+                condition=~Q(status="failed") | ~Q(error=""), name="prediction_failed_has_error"
+            ),
         ]
         indexes = [models.Index(fields=["status", "queued_at"])]
 
@@ -180,7 +189,9 @@ class Review(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.CheckConstraint(condition=Q(decision__in=["agree", "override"]), name="review_decision_valid"),
+            models.CheckConstraint(
+                condition=Q(decision__in=["agree", "override"]), name="review_decision_valid"
+            ),
             models.CheckConstraint(condition=Q(final_label__in=["normal", "ddd"]), name="review_label_valid"),
         ]
 

@@ -11,7 +11,9 @@ from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, Scan
 
 
 def user_is_clinician(user: AbstractBaseUser) -> bool:
-    return bool(user.is_authenticated and user.is_active and user.groups.filter(name=CLINICIANS_GROUP).exists())
+    return bool(
+        user.is_authenticated and user.is_active and user.groups.filter(name=CLINICIANS_GROUP).exists()
+    )
 
 
 def user_sees_everything(user: AbstractBaseUser) -> bool:

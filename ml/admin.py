@@ -8,12 +8,31 @@ from ml.registry import model_version_activate
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "architecture", "version", "input_size", "threshold", "parameters", "is_active",
-                    "trained_at")
+    list_display = (
+        "name",
+        "architecture",
+        "version",
+        "input_size",
+        "threshold",
+        "parameters",
+        "is_active",
+        "trained_at",
+    )
     list_filter = ("architecture", "is_active")
     search_fields = ("name", "version", "artifact_path")
-    readonly_fields = ("name", "architecture", "version", "artifact_path", "input_size", "threshold",
-                       "parameters", "metrics", "trained_at", "is_active", "created_at")
+    readonly_fields = (
+        "name",
+        "architecture",
+        "version",
+        "artifact_path",
+        "input_size",
+        "threshold",
+        "parameters",
+        "metrics",
+        "trained_at",
+        "is_active",
+        "created_at",
+    )
     actions = ["activate"]
 
     def has_add_permission(self, request) -> bool:

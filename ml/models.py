@@ -26,8 +26,12 @@ class ModelVersion(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_model_version"),
-            models.CheckConstraint(condition=Q(architecture__in=["vgg", "invgg"]), name="model_architecture_valid"),
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_model_version"
+            ),
+            models.CheckConstraint(
+                condition=Q(architecture__in=["vgg", "invgg"]), name="model_architecture_valid"
+            ),
             models.CheckConstraint(
                 condition=Q(threshold__gte=0.0, threshold__lte=1.0), name="model_threshold_range"
             ),

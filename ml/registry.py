@@ -36,7 +36,9 @@ def _stored_path(artifact_dir: Path) -> str:
 def read_model_card(artifact_dir: Path) -> dict:
     card_path = artifact_dir / "model_card.json"
     if not (artifact_dir / "model.keras").is_file() or not card_path.is_file():
-        raise RegistryError(f"{artifact_dir} is not a model artifact: it needs model.keras and model_card.json.")
+        raise RegistryError(
+            f"{artifact_dir} is not a model artifact: it needs model.keras and model_card.json."
+        )
     try:
         card = json.loads(card_path.read_text())
     except json.JSONDecodeError as exc:

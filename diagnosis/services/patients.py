@@ -29,7 +29,12 @@ def _validated(*, identifier: str, name: str, birth_date: date | None, sex: str)
         errors["sex"] = [f"Sex must be one of {', '.join(Patient.Sex.values)}."]
     if errors:
         raise ApplicationError("The patient details are not valid.", errors)
-    return {"identifier": identifier, "name": (name or "").strip(), "birth_date": birth_date, "sex": sex or ""}
+    return {
+        "identifier": identifier,
+        "name": (name or "").strip(),
+        "birth_date": birth_date,
+        "sex": sex or "",
+    }
 
 
 def _save(patient: Patient) -> Patient:
@@ -63,7 +68,9 @@ def patient_update(*, user: AbstractBaseUser, patient: Patient, **changes) -> Pa
         raise NotFound("Patient not found.")
     unknown = set(changes) - set(_EDITABLE)
     if unknown:
-        raise ApplicationError("Unknown patient fields.", {field: ["Not editable."] for field in sorted(unknown)})
+        raise ApplicationError(
+            "Unknown patient fields.", {field: ["Not editable."] for field in sorted(unknown)}
+        )
     current = {field: getattr(patient, field) for field in _EDITABLE}
     data = _validated(**{**current, **changes})
     for field, value in data.items():

@@ -25,7 +25,11 @@ def review_create(
         if final_label and final_label != prediction.label:
             raise ApplicationError(
                 "Agreeing keeps the model's label.",
-                {"final_label": [f"Agreeing means the label is {prediction.label}; choose override to change it."]},
+                {
+                    "final_label": [
+                        f"Agreeing means the label is {prediction.label}; choose override to change it."
+                    ]
+                },
             )
         final_label = prediction.label
     elif decision == Review.Decision.OVERRIDE:
@@ -41,12 +45,17 @@ def review_create(
             )
     else:
         raise ApplicationError(
-            "The decision is not valid.", {"decision": [f"Choose one of {', '.join(Review.Decision.values)}."]}
+            "The decision is not valid.",
+            {"decision": [f"Choose one of {', '.join(Review.Decision.values)}."]},
         )
     try:
         with transaction.atomic():
             review = Review.objects.create(
-                prediction=prediction, reviewer=user, decision=decision, final_label=final_label, comment=comment or ""
+                prediction=prediction,
+                reviewer=user,
+                decision=decision,
+                final_label=final_label,
+                comment=comment or "",
             )
     except IntegrityError:
         raise ApplicationError(

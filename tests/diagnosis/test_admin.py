@@ -8,8 +8,14 @@ from tests.factories import ModelVersionFactory, PredictionFactory
 
 pytestmark = pytest.mark.django_db
 
-MODELS = ["diagnosis/patient", "diagnosis/case", "diagnosis/scan", "diagnosis/prediction", "diagnosis/review",
-          "ml/modelversion"]
+MODELS = [
+    "diagnosis/patient",
+    "diagnosis/case",
+    "diagnosis/scan",
+    "diagnosis/prediction",
+    "diagnosis/review",
+    "ml/modelversion",
+]
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -38,8 +44,11 @@ def test_admin_prediction_is_read_only(client, staff):
 def test_admin_detail_pages_load(client, staff):
     prediction = PredictionFactory()
     client.force_login(staff)
-    for name, pk in [("diagnosis_scan", prediction.scan.pk), ("diagnosis_case", prediction.scan.case.pk),
-                     ("diagnosis_patient", prediction.scan.case.patient.pk)]:
+    for name, pk in [
+        ("diagnosis_scan", prediction.scan.pk),
+        ("diagnosis_case", prediction.scan.case.pk),
+        ("diagnosis_patient", prediction.scan.case.patient.pk),
+    ]:
         assert client.get(reverse(f"admin:{name}_change", args=[pk])).status_code == 200
 
 

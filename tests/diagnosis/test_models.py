@@ -36,8 +36,14 @@ def test_same_bytes_twice_in_one_case_is_refused():
     scan = ScanFactory()
     with pytest.raises(IntegrityError), transaction.atomic():
         Scan.objects.create(
-            case=scan.case, file=scan.file.name, original_name="again.png", sha256=scan.sha256,
-            format="png", width=1, height=1, uploaded_by=scan.uploaded_by,
+            case=scan.case,
+            file=scan.file.name,
+            original_name="again.png",
+            sha256=scan.sha256,
+            format="png",
+            width=1,
+            height=1,
+            uploaded_by=scan.uploaded_by,
         )
 
 

@@ -33,7 +33,10 @@ def test_patient_create_refuses_duplicate_identifier(clinician, other_clinician)
 def test_patient_create_refuses_bad_fields(clinician):
     with pytest.raises(ApplicationError) as error:
         patient_create(
-            user=clinician, identifier="", sex="Q", birth_date=timezone.localdate() + datetime.timedelta(days=1)
+            user=clinician,
+            identifier="",
+            sex="Q",
+            birth_date=timezone.localdate() + datetime.timedelta(days=1),
         )
     assert set(error.value.errors) == {"identifier", "sex", "birth_date"}
 
@@ -96,7 +99,9 @@ def test_selectors_scope_to_owner(clinician, other_clinician, staff):
     assert prediction_list(user=UserFactory()).count() == 0
 
 
-def test_prediction_request_queues_on_commit(case, clinician, django_capture_on_commit_callbacks, monkeypatch):
+def test_prediction_request_queues_on_commit(
+    case, clinician, django_capture_on_commit_callbacks, monkeypatch
+):
     sent = []
     monkeypatch.setattr("diagnosis.tasks.run_prediction.delay", lambda pk: sent.append(pk))
     scan = ScanFactory(case=case)
@@ -112,11 +117,15 @@ def test_prediction_request_on_other_clinicians_scan_is_not_found(case, other_cl
 
 
 def _done_prediction(case, label="ddd"):
-    return PredictionFactory(scan=ScanFactory(case=case), status=Prediction.Status.DONE, label=label, probability=0.8)
+    return PredictionFactory(
+        scan=ScanFactory(case=case), status=Prediction.Status.DONE, label=label, probability=0.8
+    )
 
 
 def test_review_agree_keeps_model_label(case, clinician):
-    review = review_create(user=clinician, prediction=_done_prediction(case), decision="agree", comment="fine")
+    review = review_create(
+        user=clinician, prediction=_done_prediction(case), decision="agree", comment="fine"
+    )
     assert review.final_label == "ddd"
     assert review.reviewer == clinician
 

@@ -32,13 +32,25 @@ def test_production_refuses_to_start_without_allowed_hosts():
 
 
 def test_production_deploy_check_has_no_errors_or_warnings():
-    result = manage("check", "--deploy", "--fail-level", "WARNING", SECRET_KEY="k3y-" + "x9" * 30,
-                    ALLOWED_HOSTS="lumbar.example.org")
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        SECRET_KEY="k3y-" + "x9" * 30,
+        ALLOWED_HOSTS="lumbar.example.org",
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 def test_production_debug_is_off_even_if_asked():
-    result = manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)",
-                    SECRET_KEY="k" * 60, ALLOWED_HOSTS="h", DEBUG="1")
+    result = manage(
+        "shell",
+        "-c",
+        "from django.conf import settings; print(settings.DEBUG)",
+        SECRET_KEY="k" * 60,
+        ALLOWED_HOSTS="h",
+        DEBUG="1",
+    )
     assert result.stdout.strip().splitlines()[-1] == "False"

@@ -34,4 +34,6 @@ class Command(BaseCommand):
         if credentials.exists():
             self.stdout.write(credentials.read_text())
         else:
-            self.stdout.write("  the accounts exist; set a new password with: manage.py changepassword clinician")
+            self.stdout.write(
+                "  the accounts exist; set a new password with: manage.py changepassword clinician"
+            )

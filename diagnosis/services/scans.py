@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile, File
+from django.db import IntegrityError, transaction
+
+from diagnosis.errors import ApplicationError
+from diagnosis.imaging import ImageRejected, InspectedImage, inspect_upload
+from diagnosis.models import Case, Prediction, Scan
+from diagnosis.services.access import ensure_can_change_case
+from diagnosis.services.predictions import prediction_create
+
+logger = logging.getLogger(__name__)
+
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "dicom": "dcm"}
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    scan: Scan
+    prediction: Prediction | None
+    created: bool
+
+
+def _refuse(message: str, code: str) -> ApplicationError:
+    return ApplicationError(message, {"file": [message]}, code=code)
+
+
+def _read_limited(uploaded_file: File, max_bytes: int) -> bytes:
+    size = getattr(uploaded_file, "size", None)
+    if size is not None and size > max_bytes:
+        raise _refuse(f"The file is larger than the limit of {max_bytes // (1024 * 1024)} MB.", "too_large")
+    uploaded_file.seek(0)
+    chunks, total = [], 0
+    for chunk in uploaded_file.chunks():
+        total += len(chunk)
+        if total > max_bytes:
+            raise _refuse(
+                f"The file is larger than the limit of {max_bytes // (1024 * 1024)} MB.", "too_large"
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _clean_name(name: str | None) -> str:
+    name = os.path.basename((name or "").replace("\\", "/")).strip()
+    return (name or "upload")[:255]
+
+
+def _existing(case: Case, sha256: str) -> UploadResult | None:
+    scan = Scan.objects.filter(case=case, sha256=sha256).first()
+    if scan is None:
+        return None
+    return UploadResult(scan=scan, prediction=scan.predictions.order_by("-queued_at").first(), created=False)
+
+
+def _scan_fields(inspected: InspectedImage) -> dict:
+    fields = {"format": inspected.format, "width": inspected.width, "height": inspected.height}
+    if inspected.dicom is not None:
+        info = inspected.dicom
+        fields.update(
+            study_uid=info.study_uid or "",
+            series_uid=info.series_uid or "",
+            instance_uid=info.instance_uid or "",
+            modality=(info.modality or "")[:16],
+            series_description=(info.series_description or "")[:255],
+            pixel_spacing=info.pixel_spacing,
+            note=(info.note or "")[:255],
+        )
+    return fields
+
+
+def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> UploadResult:
+    """Check the file completely, store it (DICOM de-identified) and queue its prediction, all or nothing.
+    The same bytes uploaded to the same case again return the existing scan."""
+    ensure_can_change_case(user, case)
+    if case.status == Case.Status.CLOSED:
+        raise ApplicationError(
+            "The case is closed; reopen it to add scans.", {"case": ["The case is closed."]}
+        )
+    original_name = _clean_name(getattr(uploaded_file, "name", None))
+    data = _read_limited(uploaded_file, settings.LUMBAR_MAX_UPLOAD_BYTES)
+    try:
+        inspected = inspect_upload(
+            data, max_bytes=settings.LUMBAR_MAX_UPLOAD_BYTES, max_pixels=settings.LUMBAR_MAX_IMAGE_PIXELS
+        )
+    except ImageRejected as exc:
+        raise _refuse(f"{original_name}: {exc.message}", exc.code) from None
+    existing = _existing(case, inspected.sha256)
+    if existing:
+        return existing
+    scan = Scan(
+        case=case,
+        original_name=original_name,
+        sha256=inspected.sha256,
+        uploaded_by=user,
+        **_scan_fields(inspected),
+    )
+    scan.file.save(
+        f"{inspected.sha256}.{EXTENSIONS[inspected.format]}", ContentFile(inspected.stored_bytes), save=False
+    )
+    try:
+        with transaction.atomic():
+            scan.save()
+            prediction = prediction_create(scan=scan)
+    except IntegrityError:
+        scan.file.delete(save=False)
+        existing = _existing(case, inspected.sha256)
+        if existing:
+            return existing
+        raise
+    except BaseException:
+        scan.file.delete(save=False)
+        raise
+    logger.info("Scan %s uploaded to case %s by %s", scan.pk, case.pk, user.pk)
+    return UploadResult(scan=scan, prediction=prediction, created=True)
