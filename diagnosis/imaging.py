@@ -75,7 +75,8 @@ DEIDENTIFICATION_METHOD = "PS3.15 E.1-1 Basic Profile with Retain UIDs Option"
 
 # PS3.15 Annex E, Table E.1-1, Basic Profile. "blank" is used wherever the profile allows Z (zero-length)
 # so that type 2 attributes stay present and the object stays valid; "remove" (X) elsewhere. Attributes the
-# profile marks D (dummy value) are blanked too: none of them is type 1 in the image IODs accepted here.
+# profile marks D (dummy value) are blanked or removed instead: none is type 1 in the image IODs accepted
+# here, so no dummy values are invented.
 #
 # UIDs (Study/Series/SOP Instance, Frame of Reference, ...) are deliberately NOT replaced: this is the
 # "Retain UIDs Option" of PS3.15 (Table E.1-1, column "Rtn. UIDs Opt."), because the platform stores the
@@ -409,8 +410,8 @@ def _detect_format(data: bytes) -> str:
 
 def _looks_like_dicom_without_preamble(data: bytes) -> bool:
     # pydicom's force=True will "parse" almost anything, so only try it when the first element is in the
-    # file meta group (0002) or the identifying group (0008), as every real dataset starts, and then
-    # insist on image-like content.
+    # file meta group (0002) or the identifying group (0008), where real datasets start, and then insist
+    # on an SOP class or pixel data.
     if len(data) < 8:
         return False
     first_group_le = int.from_bytes(data[0:2], "little")
@@ -437,19 +438,22 @@ def _open_raster(data: bytes, image_format: str, *, max_pixels: int) -> Image.Im
         # Restricting Pillow to the sniffed format keeps it from trying its other (less used) decoders.
         image = Image.open(io.BytesIO(data), formats=[label])
     except Image.DecompressionBombError as error:
-        raise ImageRejected("too_many_pixels", f"The image has too many pixels ({error}).") from error
+        raise ImageRejected("too_many_pixels", _BOMB_MESSAGE) from error
     except Exception as error:
         raise ImageRejected("corrupt_image", f"The {label} file is damaged and cannot be read.") from error
     _check_pixel_count(image.width, image.height, max_pixels)
     try:
         image.load()
     except Image.DecompressionBombError as error:
-        raise ImageRejected("too_many_pixels", f"The image has too many pixels ({error}).") from error
+        raise ImageRejected("too_many_pixels", _BOMB_MESSAGE) from error
     except Exception as error:
         raise ImageRejected(
             "corrupt_image", f"The {label} file is truncated or damaged and cannot be decoded."
         ) from error
     return image
+
+
+_BOMB_MESSAGE = "The image header claims far too many pixels to decode safely."
 
 
 def _check_pixel_count(width: int, height: int, max_pixels: int) -> None:
@@ -515,7 +519,7 @@ def _decode_dicom(data: bytes, *, max_pixels: int) -> _DecodedDicom:
 
     if "PixelData" not in dataset:
         raise ImageRejected("dicom_no_pixels", "DICOM file has no pixel data.")
-    transfer_syntax = _ensure_transfer_syntax(dataset, has_preamble)
+    transfer_syntax = _ensure_transfer_syntax(dataset)
     if transfer_syntax not in SUPPORTED_TRANSFER_SYNTAXES:
         name = transfer_syntax.name if transfer_syntax.is_valid else str(transfer_syntax)
         raise ImageRejected(
@@ -620,7 +624,7 @@ def _past_file_meta(tag: BaseTag, _vr: str | None, _length: int) -> bool:
     return tag.group != 0x0002
 
 
-def _ensure_transfer_syntax(dataset: Dataset, has_preamble: bool) -> UID:
+def _ensure_transfer_syntax(dataset: Dataset) -> UID:
     """Return the transfer syntax, filling in the file meta for datasets stored without one."""
     file_meta = dataset.file_meta if hasattr(dataset, "file_meta") else FileMetaDataset()
     transfer_syntax = file_meta.get("TransferSyntaxUID")

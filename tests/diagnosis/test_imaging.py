@@ -437,6 +437,25 @@ def test_multi_frame_dicom_uses_the_middle_frame_and_says_so() -> None:
     assert view.shape == (10, 10) and view[0, 0] <= 3 and view[-1, -1] >= 252
 
 
+def test_enhanced_multi_frame_window_and_spacing_come_from_the_functional_groups() -> None:
+    ramp = np.arange(100, dtype=np.uint16).reshape(10, 10)
+    frames = np.stack([ramp + 100 * k for k in range(3)])
+    dataset = _dicom(frames)
+    del dataset.PixelSpacing
+    voi, measures, shared = Dataset(), Dataset(), Dataset()
+    voi.WindowCenter, voi.WindowWidth = 150, 100
+    measures.PixelSpacing = [0.8, 0.9]
+    shared.FrameVOILUTSequence = [voi]
+    shared.PixelMeasuresSequence = [measures]
+    dataset.SharedFunctionalGroupsSequence = [shared]
+
+    inspected = inspect_upload(_dicom_bytes(dataset))
+    view = load_model_view(inspected.stored_bytes)
+
+    assert inspected.dicom is not None and inspected.dicom.pixel_spacing == [0.8, 0.9]
+    assert view[0, 0] <= 3 and view[-1, -1] >= 252  # frame 1 (values 100-199) fills the window
+
+
 def test_dicom_metadata_is_extracted() -> None:
     dataset = _dicom(_gradient())
 
