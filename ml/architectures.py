@@ -1,0 +1,104 @@
+"""Flat functional Keras models: the VGG baseline and INVGG (VGG blocks built from involution layers).
+
+Both take a (size, size, 1) image in [0, 1] and return a dict of outputs: ``ddd`` (B, 1), the probability
+of degenerative disc disease, and optionally ``discs`` (B, 3), auxiliary per-disc probabilities of
+Pfirrmann grade >= 3 for L3-L4, L4-L5 and L5-S1. The last spatial activation is named ``features`` so
+Grad-CAM can find it in either architecture.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from ml.errors import ArchitectureError
+from ml.involution import Involution
+
+ARCHITECTURES = ("vgg", "invgg")
+VGG16_BLOCKS = (2, 2, 3, 3, 3)
+VGG16 = {"width": 64, "blocks": VGG16_BLOCKS, "max_width_multiplier": 8}
+GRADCAM_LAYER = "features"
+DISC_NAMES = ("L3L4", "L4L5", "L5S1")
+
+
+def _block_widths(width: int, n_blocks: int, max_width_multiplier: int) -> list[int]:
+    return [width * min(2**i, max_width_multiplier) for i in range(n_blocks)]
+
+
+def _norm_relu(x, name: str):
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu" if name != GRADCAM_LAYER else name)(x)
+
+
+def _vgg_body(x, widths: list[int], blocks: tuple[int, ...], stem_stride: int):
+    for b, (channels, depth) in enumerate(zip(widths, blocks, strict=True), start=1):
+        for i in range(1, depth + 1):
+            name = f"block{b}_conv{i}"
+            stride = stem_stride if b == 1 and i == 1 else 1
+            x = layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=name)(x)
+            last = b == len(blocks) and i == depth
+            x = _norm_relu(x, GRADCAM_LAYER if last else name)
+        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+    return x
+
+
+def _invgg_body(
+    x, widths: list[int], blocks: tuple[int, ...], stem_stride: int, group_channels: int, kernel_size: int
+):
+    # One 3x3 convolution lifts the single grey channel: an involution cannot change the channel count.
+    x = layers.Conv2D(widths[0], 3, strides=stem_stride, padding="same", use_bias=False, name="stem_conv")(x)
+    x = _norm_relu(x, "stem")
+    channels = widths[0]
+    for b, (new_channels, depth) in enumerate(zip(widths, blocks, strict=True), start=1):
+        if new_channels != channels:
+            x = layers.Conv2D(new_channels, 1, use_bias=False, name=f"block{b}_expand")(x)
+            x = _norm_relu(x, f"block{b}_expand")
+            channels = new_channels
+        groups = max(channels // group_channels, 1)
+        for i in range(1, depth + 1):
+            name = f"block{b}_inv{i}"
+            x = Involution(kernel_size=kernel_size, groups=groups, reduction_ratio=4, name=name)(x)
+            last = b == len(blocks) and i == depth
+            x = _norm_relu(x, GRADCAM_LAYER if last else name)
+        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+    return x
+
+
+def build_model(
+    arch: str,
+    input_size: int | None,
+    *,
+    width: int = 16,
+    blocks: tuple[int, ...] = VGG16_BLOCKS,
+    max_width_multiplier: int = 8,
+    dropout: float = 0.3,
+    stem_stride: int = 1,
+    disc_outputs: bool = False,
+    group_channels: int = 8,
+    kernel_size: int = 3,
+) -> keras.Model:
+    """Build ``vgg`` or ``invgg``. ``input_size=None`` accepts any image size.
+
+    ``vgg`` with ``**VGG16`` is the VGG16 convolutional layout (64-512 channels, 13 conv layers).
+    ``invgg`` uses the same block layout (two blocks of two, three blocks of three by default) with
+    involution layers instead of 3x3 convolutions and 1x1 convolutions where the width changes.
+    ``stem_stride=2`` makes the first convolution strided, which quarters the cost of every later layer.
+    """
+    if arch not in ARCHITECTURES:
+        raise ArchitectureError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if width < 1 or stem_stride < 1 or not blocks or any(depth < 1 for depth in blocks):
+        raise ArchitectureError("width and every block depth must be positive")
+    if not 0.0 <= dropout < 1.0:
+        raise ArchitectureError("dropout must be in [0, 1)")
+    widths = _block_widths(width, len(blocks), max_width_multiplier)
+    inputs = keras.Input((input_size, input_size, 1), name="image")
+    if arch == "vgg":
+        x = _vgg_body(inputs, widths, tuple(blocks), stem_stride)
+    else:
+        x = _invgg_body(inputs, widths, tuple(blocks), stem_stride, group_channels, kernel_size)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = {"ddd": layers.Dense(1, activation="sigmoid", name="ddd")(x)}
+    if disc_outputs:
+        outputs["discs"] = layers.Dense(len(DISC_NAMES), activation="sigmoid", name="discs")(x)
+    return keras.Model(inputs, outputs, name=arch)
