@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from ml.errors import MLError
+from ml.management.commands._shared import (
+    load_classifier_from,
+    load_samples,
+    metrics_table,
+    report_unreadable,
+    resolve_artifact_dir,
+)
+
+
+class Command(BaseCommand):
+    help = "Evaluate two models side by side on the same images."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("model_a", help="A registered model name or an artifact folder.")
+        parser.add_argument("model_b", help="A registered model name or an artifact folder.")
+        parser.add_argument("--data", required=True, help="Labelled folder with normal/ and ddd/.")
+        parser.add_argument("--split", help="Only the rows of labels.csv in this split (e.g. val).")
+
+    def handle(self, *args, model_a: str, model_b: str, data: str, split: str | None, **options):
+        from ml.evaluation import evaluate
+
+        artifact_dirs = [resolve_artifact_dir(model_a), resolve_artifact_dir(model_b)]
+        dataset, samples = load_samples(data, split)
+        report_unreadable(self.stdout, dataset.unreadable)
+        columns = {}
+        for artifact_dir in artifact_dirs:
+            classifier = load_classifier_from(artifact_dir)
+            try:
+                result = evaluate(classifier, samples)
+            except MLError as exc:
+                raise CommandError(str(exc)) from exc
+            report_unreadable(self.stdout, result.unreadable)
+            name = classifier.name if classifier.name not in columns else f"{classifier.name} ({artifact_dir})"
+            columns[name] = {**result.report.to_dict(), "parameters": classifier.card.get("parameters")}
+        self.stdout.write(f"{len(samples)} images from {data}{f' (split {split})' if split else ''}:")
+        self.stdout.write(metrics_table(columns))
+        self.stdout.write(
+            "Parameters: " + ", ".join(f"{name}: {column['parameters']}" for name, column in columns.items())
+        )
