@@ -1,0 +1,48 @@
+"""Reproduce the shipped models: ``python -m ml.train_shipped --arch invgg --name invgg-v1``.
+
+Runs from the repository root without Django; the ``train_model`` management command wraps the same
+``ml.training.train``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ml.data import load_folder
+from ml.training import TrainConfig, train
+
+DEFAULT_DATA = Path("../shared/data/sudirman_midsag_t2")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--arch", choices=("vgg", "invgg"), required=True)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--patience", type=int, default=12)
+    parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args()
+    dataset = load_folder(args.data)
+    for unreadable in dataset.unreadable:
+        print(f"unreadable: {unreadable.path}: {unreadable.reason}")
+    config = TrainConfig(
+        arch=args.arch,
+        output_dir=ARTIFACTS / args.name,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        width=args.width,
+        patience=args.patience,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    train(config, dataset, log=lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+    main()
