@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +13,8 @@ from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
 from ml.models import ModelVersion
+
+logger = logging.getLogger(__name__)
 
 SHIPPED_ARTIFACTS_DIR = Path(__file__).resolve().parent / "artifacts"
 DEFAULT_ACTIVE_ARCHITECTURE = "invgg"
@@ -106,15 +111,27 @@ def register_shipped_models_after_migrate(sender, using="default", **kwargs) -> 
         register_shipped_models()
 
 
-_loaded_classifiers: dict[tuple[int, str], object] = {}
+_loaded_classifiers: dict[int, tuple[tuple[str, int], object]] = {}
 
 
 def load_classifier(model_version: ModelVersion):
-    """The classifier for a version, loaded once per process (a worker child loads it on its first task,
-    after the fork, and keeps it)."""
-    key = (model_version.pk, model_version.artifact_path)
-    if key not in _loaded_classifiers:
-        from ml.inference import Classifier
+    """The classifier for a version, loaded once per process: a worker child loads it on its first task,
+    after the fork, and keeps it. A version whose model file changed on disk is loaded again."""
+    from ml.inference import MODEL_FILE, Classifier
 
-        _loaded_classifiers[key] = Classifier.from_artifact(artifact_dir_for(model_version))
-    return _loaded_classifiers[key]
+    artifact_dir = artifact_dir_for(model_version)
+    try:
+        identity = (str(artifact_dir), (artifact_dir / MODEL_FILE).stat().st_mtime_ns)
+    except OSError:
+        identity = (str(artifact_dir), 0)
+    cached = _loaded_classifiers.get(model_version.pk)
+    if cached is None or cached[0] != identity:
+        started = time.perf_counter()
+        _loaded_classifiers[model_version.pk] = (identity, Classifier.from_artifact(artifact_dir))
+        logger.info(
+            "Loaded model %s in process %s in %.1f s",
+            model_version.name,
+            os.getpid(),
+            time.perf_counter() - started,
+        )
+    return _loaded_classifiers[model_version.pk][1]

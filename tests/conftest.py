@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,13 +56,15 @@ def database_url() -> str:
 class WorkerProcess:
     """A real `celery worker` process, on the broker the tests publish to, using the test database."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, beat_schedule: Path | None = None) -> None:
         self.env = env
         self.log_path = log_path
+        self.beat_schedule = beat_schedule
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> None:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        beat = ["--beat", f"--schedule={self.beat_schedule}"] if self.beat_schedule else []
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -76,6 +79,7 @@ class WorkerProcess:
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                *beat,
             ],
             cwd=REPO_ROOT,
             env=self.env,
@@ -94,6 +98,11 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def pool_pids(self) -> list[int]:
+        """The prefork children that run the tasks (Linux: read from /proc)."""
+        threads = Path(f"/proc/{self.process.pid}/task").glob("*/children")
+        return sorted(int(pid) for children in threads for pid in children.read_text().split())
 
     def kill(self, sig: int) -> None:
         os.killpg(self.process.pid, sig)
@@ -133,11 +142,17 @@ def purge_queue() -> None:
 
 @pytest.fixture
 def start_worker(transactional_db, tmp_path):
-    """Start a worker with the test settings; `start_worker(**env)` overrides its environment."""
+    """Start a worker with the test settings; `start_worker(**env)` overrides its environment and
+    `start_worker(beat=True)` also runs the periodic sweep in it."""
     workers: list[WorkerProcess] = []
 
-    def start(**overrides: str) -> WorkerProcess:
-        worker = WorkerProcess(worker_env(**overrides), tmp_path / f"worker-{len(workers)}.log")
+    def start(*, beat: bool = False, **overrides: str) -> WorkerProcess:
+        number = len(workers)
+        worker = WorkerProcess(
+            worker_env(**overrides),
+            tmp_path / f"worker-{number}.log",
+            beat_schedule=tmp_path / f"beat-{number}" if beat else None,
+        )
         workers.append(worker)
         worker.start()
         return worker
@@ -146,3 +161,43 @@ def start_worker(transactional_db, tmp_path):
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def model_artifacts(tmp_path_factory) -> dict[str, Path]:
+    """One small untrained artifact folder per architecture, built once per test session: the pipeline
+    is under test here, not accuracy, and an untrained model loads and predicts in well under a second."""
+    import keras
+
+    from ml.architectures import ARCHITECTURES, GRADCAM_LAYER, build_model
+    from ml.inference import CARD_FILE, MODEL_FILE
+    from ml.preprocessing import PreprocessSpec
+
+    keras.utils.set_random_seed(7)
+    spec = PreprocessSpec(input_size=64)
+    artifacts = {}
+    for arch in ARCHITECTURES:
+        artifact_dir = tmp_path_factory.mktemp(f"model-{arch}")
+        model = build_model(arch, spec.input_size, width=4, stem_stride=2)
+        model.save(artifact_dir / MODEL_FILE)
+        card = {
+            "name": f"test-{arch}",
+            "architecture": arch,
+            "version": "test",
+            "input_size": spec.input_size,
+            "threshold": 0.5,
+            "parameters": model.count_params(),
+            "preprocessing": spec.to_dict(),
+            "gradcam_layer": GRADCAM_LAYER,
+        }
+        (artifact_dir / CARD_FILE).write_text(json.dumps(card))
+        artifacts[arch] = artifact_dir
+    return artifacts
+
+
+@pytest.fixture
+def active_model(db, model_artifacts):
+    """A small real INVGG model, registered and active, that a worker can load and run quickly."""
+    from ml.registry import model_version_register
+
+    return model_version_register(artifact_dir=model_artifacts["invgg"], activate=True)

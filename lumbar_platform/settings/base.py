@@ -128,6 +128,9 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = TIME_ZONE
+# Each claim of a prediction by a worker counts; one claimed more often than this (a scan that kills or
+# stalls the worker each time) fails instead of going round the sweep for ever.
+LUMBAR_PREDICTION_MAX_ATTEMPTS = env_int("LUMBAR_PREDICTION_MAX_ATTEMPTS", 3)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stale-predictions": {
         "task": "diagnosis.tasks.sweep_stale_predictions",

@@ -1,0 +1,193 @@
+"""prediction_run and the sweep, in the test process: the outcome stored for each architecture, failures
+with their reasons, the claim undone for a retry, and stale work queued again."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from celery.exceptions import SoftTimeLimitExceeded
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import OperationalError
+from django.utils import timezone
+from PIL import Image
+
+from diagnosis import inference
+from diagnosis.models import Case, Prediction
+from diagnosis.services.predictions import (
+    NO_ACTIVE_MODEL,
+    prediction_request,
+    prediction_requeue_stale,
+    prediction_run,
+)
+from diagnosis.services.scans import scan_upload
+from diagnosis.tasks import run_prediction
+from ml import registry
+from ml.models import ModelVersion
+from ml.registry import load_classifier, model_version_register
+from tests.factories import PredictionFactory, ScanFactory
+
+SAMPLE_SCAN = next(Path(__file__).resolve().parents[1].glob("data/sudirman_sample/ddd/*.png"))
+
+
+def _uploaded_prediction(case: Case) -> Prediction:
+    uploaded = SimpleUploadedFile(SAMPLE_SCAN.name, SAMPLE_SCAN.read_bytes())
+    return scan_upload(user=case.owner, case=case, uploaded_file=uploaded).prediction
+
+
+def _fail_inference(exception: BaseException):
+    def classify_scan(**kwargs):
+        raise exception
+
+    return classify_scan
+
+
+@pytest.mark.parametrize("arch", ["vgg", "invgg"])
+def test_finished_prediction_has_result_timings_and_a_heatmap_beside_the_scan(case, model_artifacts, arch):
+    model_version = model_version_register(artifact_dir=model_artifacts[arch], activate=True)
+    prediction = _uploaded_prediction(case)
+
+    prediction = prediction_run(prediction_id=prediction.pk)
+
+    scan = prediction.scan
+    assert prediction.status == Prediction.Status.DONE, prediction.error
+    assert prediction.model_version == model_version
+    assert 0.0 <= prediction.probability <= 1.0
+    expected = "ddd" if prediction.probability >= model_version.threshold else "normal"
+    assert prediction.label == expected
+    assert (
+        prediction.input_sha256
+        == hashlib.sha256(Path(scan.file.path).read_bytes()).hexdigest()
+        == scan.sha256
+    )
+    assert prediction.preprocess_ms > 0 and prediction.inference_ms > 0
+    assert prediction.attempts == 1 and prediction.finished_at >= prediction.started_at
+    assert Path(prediction.heatmap.path).parent == Path(scan.file.path).parent
+    with Image.open(io.BytesIO(prediction.heatmap.read())) as heatmap:
+        assert heatmap.format == "PNG" and heatmap.size == (scan.width, scan.height)
+    case.refresh_from_db()
+    assert case.status == Case.Status.AWAITING_REVIEW
+
+
+def test_prediction_can_be_run_again_with_another_model_version(case, active_model, model_artifacts):
+    first = prediction_run(prediction_id=_uploaded_prediction(case).pk)
+    vgg = model_version_register(artifact_dir=model_artifacts["vgg"])
+
+    again = prediction_request(user=case.owner, scan=first.scan, model_version=vgg)
+    again = prediction_run(prediction_id=again.pk)
+
+    assert (first.status, first.model_version) == (Prediction.Status.DONE, active_model)
+    assert (again.status, again.model_version, again.requested_model) == (Prediction.Status.DONE, vgg, vgg)
+    assert again.heatmap.name != first.heatmap.name
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"not an image any more", "the stored scan cannot be read: The file is not a PNG, JPEG or DICOM"),
+        (None, "the stored scan file is missing"),
+    ],
+    ids=["damaged", "missing"],
+)
+def test_unreadable_stored_scan_fails_with_its_reason(active_model, content, reason):
+    scan = ScanFactory(content=content or b"gone")
+    if content is None:
+        scan.file.delete(save=False)
+    prediction = PredictionFactory(scan=scan)
+
+    prediction = prediction_run(prediction_id=prediction.pk)
+
+    assert prediction.status == Prediction.Status.FAILED
+    assert prediction.error.startswith(reason)
+    assert prediction.model_version == active_model and not prediction.heatmap
+
+
+def test_without_an_active_model_the_prediction_fails_with_that_reason(db):
+    ModelVersion.objects.update(is_active=False)
+    prediction = PredictionFactory()
+
+    prediction = prediction_run(prediction_id=prediction.pk)
+
+    assert (prediction.status, prediction.error) == (Prediction.Status.FAILED, NO_ACTIVE_MODEL)
+
+
+def test_transient_database_fault_undoes_the_claim_so_the_retry_can_run(case, active_model, monkeypatch):
+    prediction = _uploaded_prediction(case)
+    monkeypatch.setattr(inference, "classify_scan", _fail_inference(OperationalError("server closed")))
+
+    with pytest.raises(OperationalError):
+        prediction_run(prediction_id=prediction.pk)
+
+    prediction.refresh_from_db()
+    assert (prediction.status, prediction.started_at, prediction.attempts) == (
+        Prediction.Status.QUEUED,
+        None,
+        0,
+    )
+    monkeypatch.undo()
+    assert prediction_run(prediction_id=prediction.pk).status == Prediction.Status.DONE
+
+
+def test_soft_time_limit_fails_the_prediction_with_that_reason(active_model, monkeypatch, settings):
+    prediction = PredictionFactory()
+    monkeypatch.setattr(inference, "classify_scan", _fail_inference(SoftTimeLimitExceeded()))
+
+    run_prediction(prediction.pk)
+
+    prediction.refresh_from_db()
+    assert prediction.status == Prediction.Status.FAILED
+    assert prediction.error == f"the prediction took longer than {settings.CELERY_TASK_SOFT_TIME_LIMIT} s"
+
+
+def test_prediction_running_elsewhere_or_finished_is_left_alone(db):
+    running = PredictionFactory(status=Prediction.Status.RUNNING, started_at=timezone.now(), attempts=1)
+    done = PredictionFactory(status=Prediction.Status.DONE, label="normal", probability=0.1)
+
+    assert prediction_run(prediction_id=running.pk) is None
+    assert prediction_run(prediction_id=done.pk) is None
+    running.refresh_from_db()
+    assert (running.status, running.attempts) == (Prediction.Status.RUNNING, 1)
+
+
+def test_prediction_whose_worker_died_each_time_gives_up(active_model, settings):
+    long_ago = timezone.now() - timedelta(hours=1)
+    prediction = PredictionFactory(
+        status=Prediction.Status.RUNNING,
+        started_at=long_ago,
+        attempts=settings.LUMBAR_PREDICTION_MAX_ATTEMPTS,
+    )
+
+    prediction = prediction_run(prediction_id=prediction.pk)
+
+    assert prediction.status == Prediction.Status.FAILED
+    assert prediction.error.startswith(f"gave up after {settings.LUMBAR_PREDICTION_MAX_ATTEMPTS} attempts")
+
+
+def test_sweep_queues_again_only_what_is_stale(db, settings, django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr(run_prediction, "delay", sent.append)
+    long_ago = timezone.now() - timedelta(seconds=settings.LUMBAR_PREDICTION_STALE_SECONDS + 1)
+    stale_queued, fresh_queued, old_done = PredictionFactory.create_batch(3)
+    Prediction.objects.filter(pk__in=[stale_queued.pk, old_done.pk]).update(queued_at=long_ago)
+    Prediction.objects.filter(pk=old_done.pk).update(status="done", label="normal", probability=0.2)
+    stale_running = PredictionFactory(status=Prediction.Status.RUNNING, started_at=long_ago)
+    PredictionFactory(status=Prediction.Status.RUNNING, started_at=timezone.now())
+
+    with django_capture_on_commit_callbacks(execute=True):
+        requeued = prediction_requeue_stale()
+
+    assert sorted(requeued) == sorted(sent) == sorted([stale_queued.pk, stale_running.pk])
+
+
+def test_classifier_is_loaded_once_per_process(active_model, caplog, monkeypatch):
+    monkeypatch.setattr(registry, "_loaded_classifiers", {})
+    with caplog.at_level(logging.INFO, logger="ml.registry"):
+        first = load_classifier(active_model)
+        second = load_classifier(ModelVersion.objects.get(pk=active_model.pk))
+
+    assert first is second
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [f"Loaded model {active_model.name}"]
