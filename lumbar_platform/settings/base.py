@@ -140,21 +140,55 @@ CELERY_BEAT_SCHEDULE = {
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: its WWW-Authenticate header turns a missing login into a 401, not a 403.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "diagnosis.api.pagination.Pagination",
+    "PAGE_SIZE": 25,
+    "EXCEPTION_HANDLER": "diagnosis.api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lumbar platform API",
-    "DESCRIPTION": "Lumbar-spine MRI classification: patients, cases, scans, predictions and reviews.",
+    "DESCRIPTION": "Lumbar-spine MRI classification: patients, cases, scans, predictions and reviews. "
+    "Errors are JSON objects {message, errors} with a 4xx status.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "CaseStatusEnum": "diagnosis.models.Case.Status",
+        "PredictionStatusEnum": "diagnosis.models.Prediction.Status",
+        "LabelEnum": "diagnosis.models.Prediction.Label",
+    },
 }
+
+# The login rate limit needs a cache every process shares: Redis when CACHE_URL names one, otherwise
+# files under var/, which needs no server.
+CACHE_URL = env_str("CACHE_URL")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+LUMBAR_LOGIN_MAX_FAILURES = env_int("LUMBAR_LOGIN_MAX_FAILURES", 5)
+LUMBAR_LOGIN_WINDOW_SECONDS = env_int("LUMBAR_LOGIN_WINDOW_SECONDS", 300)
 
 # Uploads: refuse big files and decompression bombs before decoding them.
 LUMBAR_MAX_UPLOAD_BYTES = env_int("LUMBAR_MAX_UPLOAD_BYTES", 50 * 1024 * 1024)

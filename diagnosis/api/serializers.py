@@ -1,0 +1,165 @@
+"""Output serializers shared by several API views; input serializers live with their view."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from diagnosis.models import Case, Patient, Prediction, Review, Scan
+from ml.models import ModelVersion
+
+
+class PatientOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Patient
+        fields = ["id", "identifier", "name", "birth_date", "sex", "created_at", "updated_at"]
+
+
+class PatientRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Patient
+        fields = ["id", "identifier"]
+
+
+class CaseOutputSerializer(serializers.ModelSerializer):
+    patient = PatientRefSerializer()
+    owner = serializers.CharField(source="owner.get_username")
+
+    class Meta:
+        model = Case
+        fields = [
+            "id",
+            "patient",
+            "owner",
+            "status",
+            "clinical_question",
+            "notes",
+            "created_at",
+            "updated_at",
+        ]
+
+
+class ModelVersionRefSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "name", "version", "architecture"]
+
+
+class ModelVersionOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "id",
+            "name",
+            "architecture",
+            "version",
+            "input_size",
+            "threshold",
+            "parameters",
+            "metrics",
+            "trained_at",
+            "is_active",
+            "created_at",
+        ]
+
+
+class PredictionStatusSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prediction
+        fields = ["id", "status"]
+
+
+class PredictionSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Prediction
+        fields = ["id", "status", "label", "probability"]
+
+
+class ReviewOutputSerializer(serializers.ModelSerializer):
+    reviewer = serializers.CharField(source="reviewer.get_username")
+
+    class Meta:
+        model = Review
+        fields = ["id", "prediction", "reviewer", "decision", "final_label", "comment", "created_at"]
+
+
+class PredictionOutputSerializer(serializers.ModelSerializer):
+    model_version = ModelVersionRefSerializer(allow_null=True)
+    requested_model = ModelVersionRefSerializer(allow_null=True)
+    heatmap_url = serializers.SerializerMethodField()
+    review = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "id",
+            "scan",
+            "status",
+            "label",
+            "probability",
+            "error",
+            "model_version",
+            "requested_model",
+            "preprocess_ms",
+            "inference_ms",
+            "attempts",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "heatmap_url",
+            "review",
+        ]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_heatmap_url(self, prediction: Prediction) -> str | None:
+        if not prediction.heatmap:
+            return None
+        return self._absolute(reverse("api:prediction-heatmap", args=[prediction.pk]))
+
+    @extend_schema_field(ReviewOutputSerializer(allow_null=True))
+    def get_review(self, prediction: Prediction) -> dict | None:
+        review = getattr(prediction, "review", None)
+        return ReviewOutputSerializer(review).data if review else None
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class ScanOutputSerializer(serializers.ModelSerializer):
+    uploaded_by = serializers.CharField(source="uploaded_by.get_username")
+    file_url = serializers.SerializerMethodField()
+    predictions = PredictionSummarySerializer(many=True)
+
+    class Meta:
+        model = Scan
+        fields = [
+            "id",
+            "case",
+            "original_name",
+            "format",
+            "width",
+            "height",
+            "sha256",
+            "uploaded_by",
+            "uploaded_at",
+            "modality",
+            "series_description",
+            "pixel_spacing",
+            "note",
+            "file_url",
+            "predictions",
+        ]
+
+    def get_file_url(self, scan: Scan) -> str:
+        path = reverse("api:scan-file", args=[scan.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class ScanUploadOutputSerializer(ScanOutputSerializer):
+    prediction = PredictionStatusSerializer(allow_null=True)
+
+    class Meta(ScanOutputSerializer.Meta):
+        fields = [*ScanOutputSerializer.Meta.fields, "prediction"]

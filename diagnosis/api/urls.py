@@ -1,0 +1,26 @@
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from diagnosis.api import views
+
+app_name = "api"
+
+urlpatterns = [
+    path("v1/auth/token/", views.TokenObtainApi.as_view(), name="token"),
+    path("v1/patients/", views.PatientListApi.as_view(), name="patient-list"),
+    path("v1/patients/<id:pk>/", views.PatientDetailApi.as_view(), name="patient-detail"),
+    path("v1/cases/", views.CaseListApi.as_view(), name="case-list"),
+    path("v1/cases/<id:pk>/", views.CaseDetailApi.as_view(), name="case-detail"),
+    path("v1/cases/<id:pk>/scans/", views.CaseScanListApi.as_view(), name="case-scans"),
+    path("v1/scans/<id:pk>/", views.ScanDetailApi.as_view(), name="scan-detail"),
+    path("v1/scans/<id:pk>/file", views.ScanFileApi.as_view(), name="scan-file"),
+    path("v1/predictions/", views.PredictionListApi.as_view(), name="prediction-list"),
+    path("v1/predictions/<id:pk>/", views.PredictionDetailApi.as_view(), name="prediction-detail"),
+    path("v1/predictions/<id:pk>/heatmap", views.PredictionHeatmapApi.as_view(), name="prediction-heatmap"),
+    path("v1/predictions/<id:pk>/rerun/", views.PredictionRerunApi.as_view(), name="prediction-rerun"),
+    path("v1/predictions/<id:pk>/review/", views.PredictionReviewApi.as_view(), name="prediction-review"),
+    path("v1/models/", views.ModelVersionListApi.as_view(), name="model-list"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    re_path(r"^.*$", views.NotFoundApi.as_view(), name="not-found"),
+]

@@ -1,0 +1,461 @@
+"""One API view per use case: validate with a small input serializer, call a selector or a service,
+present with an output serializer. Errors leave through diagnosis.api.errors."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.authtoken.models import Token
+from rest_framework.generics import GenericAPIView
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from diagnosis.api.errors import error_response
+from diagnosis.api.filters import ListFilterSerializer, id_field, ordering_field
+from diagnosis.api.pagination import Pagination
+from diagnosis.api.serializers import (
+    CaseOutputSerializer,
+    ModelVersionOutputSerializer,
+    PatientOutputSerializer,
+    PredictionOutputSerializer,
+    ReviewOutputSerializer,
+    ScanOutputSerializer,
+    ScanUploadOutputSerializer,
+)
+from diagnosis.errors import NotFound
+from diagnosis.forms import LoginForm
+from diagnosis.models import Case, Patient, Prediction, Review
+from diagnosis.selectors import (
+    case_get,
+    case_list,
+    patient_get,
+    patient_list,
+    prediction_get,
+    prediction_list,
+    scan_get,
+    scan_list,
+)
+from diagnosis.services.cases import case_create, case_update
+from diagnosis.services.patients import patient_create, patient_update
+from diagnosis.services.predictions import prediction_request
+from diagnosis.services.reviews import review_create
+from diagnosis.services.scans import scan_upload
+from diagnosis.views import heatmap_response, scan_file_response
+from ml.models import ModelVersion
+
+
+class ErrorSerializer(serializers.Serializer):
+    message = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+
+
+ERRORS = {
+    400: OpenApiResponse(ErrorSerializer, description="Invalid input."),
+    401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+    403: OpenApiResponse(ErrorSerializer, description="Not allowed."),
+    404: OpenApiResponse(ErrorSerializer, description="Not found, or not yours."),
+}
+
+
+def errors(*codes: int) -> dict:
+    return {code: ERRORS[code] for code in codes}
+
+
+def validated(serializer_class: type[serializers.Serializer], data, **kwargs) -> dict:
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+# A paginated, filtered and ordered list; the subclass supplies the queryset and its FilterSerializer.
+class ListApi(GenericAPIView):
+    pagination_class = Pagination
+    FilterSerializer: type[ListFilterSerializer]
+    OutputSerializer: type[serializers.Serializer]
+
+    def list_response(self, request: Request, queryset: QuerySet) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        page = self.paginate_queryset(filters.filter(queryset))
+        data = self.OutputSerializer(page, many=True, context={"request": request}).data
+        return self.get_paginated_response(data)
+
+
+class IgnoreAccept(BaseContentNegotiation):
+    """File views answer with the file's own type whatever the client accepts; errors stay JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+BINARY = OpenApiTypes.BINARY
+
+
+# Authentication ------------------------------------------------------------------------------------------
+
+
+class TokenObtainApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    class TokenInputSerializer(serializers.Serializer):
+        username = serializers.CharField(max_length=150)
+        password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+    class TokenOutputSerializer(serializers.Serializer):
+        token = serializers.CharField()
+
+    @extend_schema(
+        request=TokenInputSerializer,
+        responses={
+            200: TokenOutputSerializer,
+            **errors(400),
+            429: OpenApiResponse(ErrorSerializer, description="Too many failed attempts."),
+        },
+        auth=[],
+        summary="Exchange a username and password for an API token",
+    )
+    def post(self, request: Request) -> Response:
+        credentials = validated(self.TokenInputSerializer, request.data)
+        form = LoginForm(request._request, data=credentials)
+        if not form.is_valid():
+            messages = [str(message) for message in form.non_field_errors()]
+            if form.rate_limited:
+                return error_response(messages[0], {}, status.HTTP_429_TOO_MANY_REQUESTS)
+            return error_response("Unable to log in with these credentials.", {"non_field_errors": messages})
+        token, _ = Token.objects.get_or_create(user=form.get_user())
+        return Response({"token": token.key})
+
+
+# Patients ------------------------------------------------------------------------------------------------
+
+
+class PatientInputSerializer(serializers.Serializer):
+    identifier = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    birth_date = serializers.DateField(required=False, allow_null=True)
+    sex = serializers.ChoiceField(choices=Patient.Sex.choices, required=False, allow_blank=True)
+
+
+class PatientListApi(ListApi):
+    OutputSerializer = PatientOutputSerializer
+
+    class FilterSerializer(ListFilterSerializer):
+        search = serializers.CharField(required=False, max_length=100, help_text="Identifier or name.")
+        ordering = ordering_field("identifier", "name", "created_at")
+        lookups = {"created_after": "created_at__gte", "created_before": "created_at__lte"}
+        orderings = {"identifier": "identifier", "name": "name", "created_at": "created_at"}
+
+    @extend_schema(
+        parameters=[FilterSerializer], responses={200: PatientOutputSerializer(many=True), **errors(400, 401)}
+    )
+    def get(self, request: Request) -> Response:
+        search = validated(self.FilterSerializer, request.query_params).get("search", "")
+        return self.list_response(request, patient_list(user=request.user, search=search))
+
+    @extend_schema(
+        request=PatientInputSerializer, responses={201: PatientOutputSerializer, **errors(400, 401, 403)}
+    )
+    def post(self, request: Request) -> Response:
+        patient = patient_create(user=request.user, **validated(PatientInputSerializer, request.data))
+        return Response(PatientOutputSerializer(patient).data, status=status.HTTP_201_CREATED)
+
+
+class PatientDetailApi(APIView):
+    @extend_schema(responses={200: PatientOutputSerializer, **errors(401, 404)})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(PatientOutputSerializer(patient_get(user=request.user, pk=pk)).data)
+
+    @extend_schema(
+        request=PatientInputSerializer(partial=True),
+        responses={200: PatientOutputSerializer, **errors(400, 401, 404)},
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        patient = patient_get(user=request.user, pk=pk)
+        changes = validated(PatientInputSerializer, request.data, partial=True)
+        patient = patient_update(user=request.user, patient=patient, **changes)
+        return Response(PatientOutputSerializer(patient).data)
+
+
+# Cases ---------------------------------------------------------------------------------------------------
+
+
+class CaseListApi(ListApi):
+    OutputSerializer = CaseOutputSerializer
+
+    class FilterSerializer(ListFilterSerializer):
+        status = serializers.ChoiceField(choices=Case.Status.choices, required=False)
+        patient = id_field(required=False)
+        ordering = ordering_field("created_at", "updated_at", "status")
+        lookups = {
+            "status": "status",
+            "patient": "patient_id",
+            "created_after": "created_at__gte",
+            "created_before": "created_at__lte",
+        }
+        orderings = {"created_at": "created_at", "updated_at": "updated_at", "status": "status"}
+
+    class CaseCreateInputSerializer(serializers.Serializer):
+        patient = id_field()
+        clinical_question = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+        notes = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+    @extend_schema(
+        parameters=[FilterSerializer], responses={200: CaseOutputSerializer(many=True), **errors(400, 401)}
+    )
+    def get(self, request: Request) -> Response:
+        return self.list_response(request, case_list(user=request.user))
+
+    @extend_schema(
+        request=CaseCreateInputSerializer, responses={201: CaseOutputSerializer, **errors(400, 401, 403)}
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(self.CaseCreateInputSerializer, request.data)
+        try:
+            patient = patient_get(user=request.user, pk=data.pop("patient"))
+        except NotFound as exc:
+            raise serializers.ValidationError({"patient": [exc.message]}) from None
+        case = case_create(user=request.user, patient=patient, **data)
+        return Response(CaseOutputSerializer(case).data, status=status.HTTP_201_CREATED)
+
+
+class CaseDetailApi(APIView):
+    class CaseUpdateInputSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=Case.Status.choices, required=False)
+        clinical_question = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+        notes = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+    @extend_schema(responses={200: CaseOutputSerializer, **errors(401, 404)})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(CaseOutputSerializer(case_get(user=request.user, pk=pk)).data)
+
+    @extend_schema(
+        request=CaseUpdateInputSerializer, responses={200: CaseOutputSerializer, **errors(400, 401, 404)}
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        case = case_get(user=request.user, pk=pk)
+        case = case_update(
+            user=request.user, case=case, **validated(self.CaseUpdateInputSerializer, request.data)
+        )
+        return Response(CaseOutputSerializer(case).data)
+
+
+# Scans ---------------------------------------------------------------------------------------------------
+
+
+class ScanFilterSerializer(ListFilterSerializer):
+    ordering = ordering_field("uploaded_at", "original_name")
+    lookups = {"created_after": "uploaded_at__gte", "created_before": "uploaded_at__lte"}
+    orderings = {"uploaded_at": "uploaded_at", "original_name": "original_name"}
+
+
+class CaseScanListApi(ListApi):
+    OutputSerializer = ScanOutputSerializer
+    FilterSerializer = ScanFilterSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    class ScanUploadInputSerializer(serializers.Serializer):
+        file = serializers.FileField(allow_empty_file=True, help_text="A PNG, JPEG or DICOM image.")
+
+    @extend_schema(
+        parameters=[ScanFilterSerializer],
+        responses={200: ScanOutputSerializer(many=True), **errors(400, 401, 404)},
+    )
+    def get(self, request: Request, pk: int) -> Response:
+        case = case_get(user=request.user, pk=pk)
+        return self.list_response(request, scan_list(user=request.user).filter(case=case))
+
+    @extend_schema(
+        request={"multipart/form-data": ScanUploadInputSerializer},
+        responses={
+            201: OpenApiResponse(
+                ScanUploadOutputSerializer, description="A new scan, its prediction queued."
+            ),
+            200: OpenApiResponse(
+                ScanUploadOutputSerializer, description="These bytes were already uploaded."
+            ),
+            **errors(400, 401, 404),
+            415: OpenApiResponse(ErrorSerializer, description="Not a multipart upload."),
+        },
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        case = case_get(user=request.user, pk=pk)
+        uploaded_file = validated(self.ScanUploadInputSerializer, request.data)["file"]
+        result = scan_upload(user=request.user, case=case, uploaded_file=uploaded_file)
+        result.scan.prediction = result.prediction
+        data = ScanUploadOutputSerializer(result.scan, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class ScanDetailApi(APIView):
+    @extend_schema(responses={200: ScanOutputSerializer, **errors(401, 404)})
+    def get(self, request: Request, pk: int) -> Response:
+        scan = scan_get(user=request.user, pk=pk)
+        return Response(ScanOutputSerializer(scan, context={"request": request}).data)
+
+
+class ScanFileApi(APIView):
+    content_negotiation_class = IgnoreAccept
+
+    @extend_schema(
+        responses={
+            (200, "image/png"): BINARY,
+            (200, "image/jpeg"): BINARY,
+            (200, "application/dicom"): BINARY,
+            **errors(401, 404),
+        },
+        summary="The stored scan file (DICOM de-identified)",
+    )
+    def get(self, request: Request, pk: int):
+        return scan_file_response(scan_get(user=request.user, pk=pk))
+
+
+# Predictions ---------------------------------------------------------------------------------------------
+
+
+class PredictionListApi(ListApi):
+    OutputSerializer = PredictionOutputSerializer
+
+    class FilterSerializer(ListFilterSerializer):
+        status = serializers.ChoiceField(choices=Prediction.Status.choices, required=False)
+        patient = id_field(required=False)
+        case = id_field(required=False)
+        ordering = ordering_field("queued_at", "finished_at", "probability", "status")
+        lookups = {
+            "status": "status",
+            "patient": "scan__case__patient_id",
+            "case": "scan__case_id",
+            "created_after": "queued_at__gte",
+            "created_before": "queued_at__lte",
+        }
+        orderings = {
+            "queued_at": "queued_at",
+            "finished_at": "finished_at",
+            "probability": "probability",
+            "status": "status",
+        }
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={200: PredictionOutputSerializer(many=True), **errors(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        queryset = prediction_list(user=request.user).select_related("requested_model", "review__reviewer")
+        return self.list_response(request, queryset)
+
+
+class PredictionDetailApi(APIView):
+    @extend_schema(responses={200: PredictionOutputSerializer, **errors(401, 404)})
+    def get(self, request: Request, pk: int) -> Response:
+        prediction = prediction_get(user=request.user, pk=pk)
+        return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)
+
+
+class PredictionHeatmapApi(APIView):
+    content_negotiation_class = IgnoreAccept
+
+    @extend_schema(
+        responses={(200, "image/png"): BINARY, **errors(401, 404)},
+        summary="The heatmap overlay; 404 until the prediction has one",
+    )
+    def get(self, request: Request, pk: int):
+        return heatmap_response(prediction_get(user=request.user, pk=pk))
+
+
+def model_version_find(reference: str) -> ModelVersion:
+    """A model named by its id or its name."""
+    reference = reference.strip()
+    found = ModelVersion.objects.filter(name=reference).first()
+    if found is None and reference.isdigit() and len(reference) < 19:
+        found = ModelVersion.objects.filter(pk=int(reference)).first()
+    if found is None:
+        raise serializers.ValidationError({"model": [f"No model version {reference!r}."]})
+    return found
+
+
+class PredictionRerunApi(APIView):
+    class RerunInputSerializer(serializers.Serializer):
+        model = serializers.CharField(
+            required=False,
+            allow_blank=True,
+            max_length=100,
+            help_text="A model version id or name; empty: the active model.",
+        )
+
+    @extend_schema(
+        request=RerunInputSerializer, responses={201: PredictionOutputSerializer, **errors(400, 401, 404)}
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        prediction = prediction_get(user=request.user, pk=pk)
+        reference = validated(self.RerunInputSerializer, request.data).get("model", "")
+        model_version = model_version_find(reference) if reference else None
+        rerun = prediction_request(user=request.user, scan=prediction.scan, model_version=model_version)
+        rerun = prediction_get(user=request.user, pk=rerun.pk)
+        data = PredictionOutputSerializer(rerun, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class PredictionReviewApi(APIView):
+    class ReviewInputSerializer(serializers.Serializer):
+        decision = serializers.ChoiceField(choices=Review.Decision.choices)
+        final_label = serializers.ChoiceField(
+            choices=Prediction.Label.choices, required=False, allow_blank=True
+        )
+        comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+
+    @extend_schema(
+        request=ReviewInputSerializer, responses={201: ReviewOutputSerializer, **errors(400, 401, 404)}
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        prediction = prediction_get(user=request.user, pk=pk)
+        review = review_create(
+            user=request.user, prediction=prediction, **validated(self.ReviewInputSerializer, request.data)
+        )
+        return Response(ReviewOutputSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+# Models --------------------------------------------------------------------------------------------------
+
+
+class ModelVersionListApi(ListApi):
+    OutputSerializer = ModelVersionOutputSerializer
+
+    class FilterSerializer(ListFilterSerializer):
+        is_active = serializers.BooleanField(required=False, allow_null=True, default=None)
+        ordering = ordering_field("name", "created_at", "trained_at")
+        lookups = {"created_after": "created_at__gte", "created_before": "created_at__lte"}
+        orderings = {"name": "name", "created_at": "created_at", "trained_at": "trained_at"}
+
+        def filter(self, queryset: QuerySet) -> QuerySet:
+            if self.validated_data.get("is_active") is not None:
+                queryset = queryset.filter(is_active=self.validated_data["is_active"])
+            return super().filter(queryset)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses={200: ModelVersionOutputSerializer(many=True), **errors(400, 401)},
+    )
+    def get(self, request: Request) -> Response:
+        return self.list_response(request, ModelVersion.objects.order_by("-is_active", "name"))
+
+
+class NotFoundApi(APIView):
+    """Unknown API paths answer in the API's error shape rather than with an HTML page."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    schema = None
+
+    def get(self, request: Request, *args, **kwargs) -> Response:
+        return error_response("No such API endpoint.", {}, status.HTTP_404_NOT_FOUND)
+
+    post = put = patch = delete = head = options = get
