@@ -173,8 +173,10 @@ def worklist(request: HttpRequest) -> HttpResponse:
 @clinician_page
 def patient_list_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
-    patients = patient_list(user=request.user, search=query).annotate(
-        case_count=Count("cases", distinct=True)
+    patients = (
+        patient_list(user=request.user, search=query)
+        .annotate(case_count=Count("cases", distinct=True))
+        .order_by("identifier")
     )
     page = Paginator(patients, 25).get_page(request.GET.get("page"))
     return render(request, "diagnosis/patient_list.html", {"page": page, "query": query})

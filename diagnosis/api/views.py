@@ -79,6 +79,9 @@ class ListApi(GenericAPIView):
     FilterSerializer: type[ListFilterSerializer]
     OutputSerializer: type[serializers.Serializer]
 
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return self.OutputSerializer
+
     def list_response(self, request: Request, queryset: QuerySet) -> Response:
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
