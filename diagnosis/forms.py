@@ -112,5 +112,8 @@ class ReviewForm(ServiceForm):
 
 class RerunForm(ServiceForm):
     model = forms.ModelChoiceField(
-        queryset=ModelVersion.objects.order_by("name"), required=False, empty_label="The active model"
+        queryset=ModelVersion.objects.order_by("name"),
+        required=False,
+        empty_label="The active model",
+        label="Re-run with",
     )

@@ -1,0 +1,124 @@
+"""A clinician's whole round trip in a real Chromium: log in, register a patient, open a case, upload an
+MRI slice, watch the worker's prediction arrive without reloading, look at the heatmap and review it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from diagnosis.models import Review
+from tests.factories import ClinicianFactory
+
+pytestmark = pytest.mark.worker
+
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO_ROOT / "test-artifacts" / "browser"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct-horse-battery"
+
+
+def mri_sample() -> Path:
+    for folder in (
+        REPO_ROOT / "tests" / "data" / "sudirman_sample" / "normal",
+        REPO_ROOT.parent / "shared" / "data" / "sudirman_midsag_t2" / "normal",
+    ):
+        images = sorted(folder.glob("*.png")) if folder.is_dir() else []
+        if images:
+            return images[0]
+    pytest.skip("No MRI sample: neither tests/data/sudirman_sample nor ../shared/data is present.")
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium package.")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes are still
+    # plain synchronous calls, so Django's async-safety guard is lifted for this test only.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(15_000)
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
+    live_server, start_worker, active_model, browser_page
+):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    clinician = ClinicianFactory()
+    start_worker()
+
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.get_by_label("Username").fill(clinician.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    shot(page, "01-login")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+    shot(page, "02-worklist")
+
+    page.get_by_role("link", name="Patients", exact=True).click()
+    page.get_by_role("link", name="New patient").click()
+    page.get_by_label("Identifier").fill("MRN-BROWSER-1")
+    page.get_by_label("Name").fill("Browser Test")
+    page.get_by_role("button", name="Register patient").click()
+    expect(page.get_by_role("heading", name="Patient MRN-BROWSER-1")).to_be_visible()
+
+    page.get_by_label("Clinical question").fill("Chronic low back pain: disc degeneration?")
+    page.get_by_role("button", name="Open case").click()
+    expect(page.get_by_role("heading", name="Case")).to_be_visible()
+
+    page.evaluate("window.stillTheSamePage = true")
+    page.get_by_label("Choose PNG, JPEG or DICOM files").set_input_files(str(mri_sample()))
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator(".upload-item.ok")).to_contain_text("Uploaded; prediction queued")
+    prediction = page.locator(".prediction").first
+    expect(prediction).to_be_visible()
+    shot(page, "03-uploaded")
+
+    expect(prediction).to_have_attribute("data-status", "done", timeout=180_000)
+    assert page.evaluate("window.stillTheSamePage") is True, "the page reloaded"
+    label = prediction.locator('[data-field="label"]').inner_text()
+    assert label in {"Normal", "Degenerative disc disease"}
+    expect(prediction.locator('[data-field="probability"]')).to_contain_text("P(DDD)")
+    shot(page, "04-prediction-done")
+
+    page.get_by_role("button", name="Show heatmap").click()
+    expect(page.get_by_role("button", name="Hide heatmap")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("img.thumb")).to_have_attribute(
+        "src", f"/predictions/{prediction.get_attribute('data-prediction-id')}/heatmap"
+    )
+    page.wait_for_function("document.querySelector('img.thumb').naturalWidth > 0")
+    shot(page, "05-heatmap")
+
+    page.get_by_label("Agree").check()
+    page.get_by_label("Comment").fill("Consistent with the images.")
+    page.get_by_role("button", name="Save review").click()
+    expect(page.locator(".review-done")).to_contain_text(f"Reviewed by {clinician.username}: agree")
+    shot(page, "06-reviewed")
+    review = Review.objects.get()
+    assert (review.reviewer_id, review.decision, review.comment) == (
+        clinician.pk,
+        "agree",
+        "Consistent with the images.",
+    )
+    assert os.listdir(SCREENSHOTS)
