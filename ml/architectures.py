@@ -19,6 +19,9 @@ VGG16_BLOCKS = (2, 2, 3, 3, 3)
 VGG16 = {"width": 64, "blocks": VGG16_BLOCKS, "max_width_multiplier": 8}
 GRADCAM_LAYER = "features"
 DISC_NAMES = ("L3L4", "L4L5", "L5S1")
+# A few hundred training images give ~20 steps per epoch: the Keras default (0.99) leaves the moving
+# statistics, and so every validation score, meaningless for the first ten epochs.
+BN_MOMENTUM = 0.9
 
 
 def _block_widths(width: int, n_blocks: int, max_width_multiplier: int) -> list[int]:
@@ -26,7 +29,7 @@ def _block_widths(width: int, n_blocks: int, max_width_multiplier: int) -> list[
 
 
 def _norm_relu(x, name: str):
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu" if name != GRADCAM_LAYER else name)(x)
 
 
@@ -57,7 +60,9 @@ def _invgg_body(
         groups = max(channels // group_channels, 1)
         for i in range(1, depth + 1):
             name = f"block{b}_inv{i}"
-            x = Involution(kernel_size=kernel_size, groups=groups, reduction_ratio=4, name=name)(x)
+            x = Involution(
+                kernel_size=kernel_size, groups=groups, reduction_ratio=4, norm_momentum=BN_MOMENTUM, name=name
+            )(x)
             last = b == len(blocks) and i == depth
             x = _norm_relu(x, GRADCAM_LAYER if last else name)
         x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)

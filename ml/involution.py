@@ -24,6 +24,7 @@ class Involution(layers.Layer):
         stride: int = 1,
         groups: int = 1,
         reduction_ratio: int = 4,
+        norm_momentum: float = 0.99,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -33,6 +34,7 @@ class Involution(layers.Layer):
         self.stride = int(stride)
         self.groups = int(groups)
         self.reduction_ratio = int(reduction_ratio)
+        self.norm_momentum = float(norm_momentum)
 
     def build(self, input_shape):
         channels = input_shape[-1]
@@ -43,7 +45,7 @@ class Involution(layers.Layer):
         self.channels = int(channels)
         reduced = max(self.channels // self.reduction_ratio, 1)
         self.reduce = layers.Conv2D(reduced, 1, use_bias=False, name="reduce")
-        self.reduce_norm = layers.BatchNormalization(name="reduce_norm")
+        self.reduce_norm = layers.BatchNormalization(momentum=self.norm_momentum, name="reduce_norm")
         self.span = layers.Conv2D(self.kernel_size * self.kernel_size * self.groups, 1, name="span")
         pooled_shape = (input_shape[0], None, None, self.channels)
         self.reduce.build(pooled_shape)
@@ -108,6 +110,7 @@ class Involution(layers.Layer):
                 "stride": self.stride,
                 "groups": self.groups,
                 "reduction_ratio": self.reduction_ratio,
+                "norm_momentum": self.norm_momentum,
             }
         )
         return config

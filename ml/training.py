@@ -69,8 +69,8 @@ LIMITATIONS = [
 class TrainConfig:
     arch: str
     output_dir: Path
-    epochs: int = 40
-    image_size: int = 160
+    epochs: int = 30
+    image_size: int = 128
     batch_size: int = 16
     seed: int = 20240601
     width: int = 16
