@@ -65,7 +65,7 @@ def _validation_metrics(artifact_dir: Path, card: dict) -> dict:
 def model_version_register(*, artifact_dir: Path, activate: bool = False) -> ModelVersion:
     """Create or refresh the ModelVersion for an artifact folder; the card's name is its identity."""
     card = read_model_card(artifact_dir)
-    trained_at = card.get("trained_at")
+    trained_at = card.get("trained_at") or card.get("created_at")
     model_version, _ = ModelVersion.objects.update_or_create(
         name=card["name"],
         defaults={

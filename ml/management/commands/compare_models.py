@@ -35,7 +35,9 @@ class Command(BaseCommand):
             except MLError as exc:
                 raise CommandError(str(exc)) from exc
             report_unreadable(self.stdout, result.unreadable)
-            name = classifier.name if classifier.name not in columns else f"{classifier.name} ({artifact_dir})"
+            name = (
+                classifier.name if classifier.name not in columns else f"{classifier.name} ({artifact_dir})"
+            )
             columns[name] = {**result.report.to_dict(), "parameters": classifier.card.get("parameters")}
         self.stdout.write(f"{len(samples)} images from {data}{f' (split {split})' if split else ''}:")
         self.stdout.write(metrics_table(columns))

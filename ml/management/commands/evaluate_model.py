@@ -16,7 +16,9 @@ from ml.management.commands._shared import (
 
 
 class Command(BaseCommand):
-    help = "Evaluate a model on a labelled folder (normal/, ddd/, optional labels.csv) at its stored threshold."
+    help = (
+        "Evaluate a model on a labelled folder (normal/, ddd/, optional labels.csv) at its stored threshold."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--model", required=True, help="A registered model name or an artifact folder.")
