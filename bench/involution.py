@@ -48,7 +48,9 @@ def _layers():
             # (B, H', W', K*K*G) -> (B, H', W', K*K, G, 1)
             kernel = ops.reshape(kernel, (batch, out_h, out_w, k * k, g, 1))
             # (B, H, W, C) -> (B, H', W', K*K*C)
-            patches = ops.image.extract_patches(inputs, (k, k), strides=(self.stride, self.stride), padding="same")
+            patches = ops.image.extract_patches(
+                inputs, (k, k), strides=(self.stride, self.stride), padding="same"
+            )
             # (B, H', W', K*K*C) -> (B, H', W', K*K, G, C/G)
             patches = ops.reshape(patches, (batch, out_h, out_w, k * k, g, self.channels // g))
             # (B, H', W', K*K, G, C/G) -> (B, H', W', G, C/G)
@@ -142,7 +144,9 @@ def _memory_in_subprocess(variant: str, size: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object keyed by size")
@@ -163,7 +167,8 @@ def main() -> None:
                 f"{size:>4}px  max|diff| {row['max_abs_diff']:.2e}  "
                 f"time ours {row['ours_ms']:.1f} ms vs reference {row['reference_ms']:.1f} ms "
                 f"({row['reference_ms'] / row['ours_ms']:.1f}x)  "
-                f"peak extra RSS ours {row['ours_peak_mb']:.0f} MB vs reference {row['reference_peak_mb']:.0f} MB",
+                f"peak extra RSS ours {row['ours_peak_mb']:.0f} MB "
+                f"vs reference {row['reference_peak_mb']:.0f} MB",
                 flush=True,
             )
     if args.json:

@@ -41,7 +41,7 @@ def _vgg_body(x, widths: list[int], blocks: tuple[int, ...], stem_stride: int):
             x = layers.Conv2D(channels, 3, strides=stride, padding="same", use_bias=False, name=name)(x)
             last = b == len(blocks) and i == depth
             x = _norm_relu(x, GRADCAM_LAYER if last else name)
-        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+        x = layers.MaxPooling2D(2, padding="same", name=f"block{b}_pool")(x)
     return x
 
 
@@ -61,11 +61,15 @@ def _invgg_body(
         for i in range(1, depth + 1):
             name = f"block{b}_inv{i}"
             x = Involution(
-                kernel_size=kernel_size, groups=groups, reduction_ratio=4, norm_momentum=BN_MOMENTUM, name=name
+                kernel_size=kernel_size,
+                groups=groups,
+                reduction_ratio=4,
+                norm_momentum=BN_MOMENTUM,
+                name=name,
             )(x)
             last = b == len(blocks) and i == depth
             x = _norm_relu(x, GRADCAM_LAYER if last else name)
-        x = layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
+        x = layers.MaxPooling2D(2, padding="same", name=f"block{b}_pool")(x)
     return x
 
 

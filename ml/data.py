@@ -172,7 +172,9 @@ def split_by_patient(
             n_val = min(max(n_val, 1), len(patients) - 1)
         val_patients.update(patients[:n_val])
     return [
-        Sample(s.path, s.label, s.patient_id, "val" if s.patient_id in val_patients else "train", s.disc_grades)
+        Sample(
+            s.path, s.label, s.patient_id, "val" if s.patient_id in val_patients else "train", s.disc_grades
+        )
         for s in samples
     ]
 
@@ -230,7 +232,9 @@ def load_folder(
         check_no_patient_leak(samples)
         split_source = "labels.csv"
     elif with_split == 0:
-        samples = split_by_patient(samples, val_fraction=val_fraction, seed=seed) if len(present) == 2 else samples
+        samples = (
+            split_by_patient(samples, val_fraction=val_fraction, seed=seed) if len(present) == 2 else samples
+        )
         split_source = "generated" if len(present) == 2 else "none"
     else:
         missing = [s.path.name for s in samples if s.split is None]

@@ -87,7 +87,9 @@ def roc_curve(y_true: Sequence[int], y_prob: Sequence[float]) -> tuple[np.ndarra
     return fpr, tpr, thresholds
 
 
-def compute_metrics(y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5) -> EvaluationReport:
+def compute_metrics(
+    y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5
+) -> EvaluationReport:
     """Every metric at ``threshold`` (score >= threshold means DDD); zero divisions give 0.0."""
     labels, scores = _as_arrays(y_true, y_prob)
     predicted = (scores >= threshold).astype(np.int64)
@@ -130,9 +132,7 @@ def choose_threshold(y_true: Sequence[int], y_prob: Sequence[float]) -> float:
     return float(cut)
 
 
-def evaluate(
-    classifier: Classifier, samples: Sequence[Sample], *, batch_size: int = 16
-) -> EvaluationResult:
+def evaluate(classifier: Classifier, samples: Sequence[Sample], *, batch_size: int = 16) -> EvaluationResult:
     """Predict every sample with ``classifier`` and report the metrics at its stored threshold.
 
     Unreadable images are not scored; they are returned in ``EvaluationResult.unreadable``.
@@ -210,7 +210,7 @@ def plot_training_curves(history: dict[str, list[float]], path: str | Path) -> P
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=100)
     for ax, metric in zip(axes, ("loss", "auc"), strict=True):
         for key, values in history.items():
-            if key.endswith(metric) and "disc" not in key:
+            if key.endswith(metric) and "disc" not in key and key != "val_ddd_auc":
                 ax.plot(range(1, len(values) + 1), values, label=key)
         ax.set_xlabel("epoch")
         ax.set_title(metric)

@@ -109,7 +109,9 @@ class Classifier:
             features_layer = self.model.get_layer(layer_name)
         except ValueError as exc:
             raise ArtifactError(f"model has no layer {layer_name!r} for Grad-CAM") from exc
-        grad_model = keras.Model(self.model.inputs, [features_layer.output, self.model.get_layer("ddd").output])
+        grad_model = keras.Model(
+            self.model.inputs, [features_layer.output, self.model.get_layer("ddd").output]
+        )
         x = tf.convert_to_tensor(preprocess(image, spec)[np.newaxis])
         with tf.GradientTape() as tape:
             features, outputs = grad_model(x, training=False)
@@ -129,5 +131,7 @@ def _cam_to_image(cam: np.ndarray, shape: tuple[int, int], spec: PreprocessSpec)
     height, width = shape
     left, top, right, bottom = crop_box((height, width), spec.roi)
     heatmap = np.zeros((height, width), dtype=np.float32)
-    heatmap[top:bottom, left:right] = cv2.resize(cam, (right - left, bottom - top), interpolation=cv2.INTER_CUBIC)
+    heatmap[top:bottom, left:right] = cv2.resize(
+        cam, (right - left, bottom - top), interpolation=cv2.INTER_CUBIC
+    )
     return np.clip(heatmap, 0.0, 1.0)

@@ -4,8 +4,8 @@ Unlike a convolution, the kernel is generated per pixel from that pixel's own fe
 the channels of a group. The kernel is applied by accumulating over the K*K offsets with shifted slices of
 the padded input, so no (B, H, W, K*K, C) patch tensor is ever built: memory stays O(B * H * W * C).
 
-Padding follows TensorFlow's "SAME" convention for every input size, so the output equals ``tf.image.extract_patches(..., padding="SAME")`` based implementations (see
-``bench/involution.py``).
+Padding follows TensorFlow's "SAME" convention for every input size, so the output equals that of
+implementations built on ``extract_patches(..., padding="same")`` (see ``bench/involution.py``).
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ class Involution(layers.Layer):
             for dx in range(k):
                 # (B, Hp, Wp, G, C/G) -> (B, H', W', G, C/G): the input pixels under kernel offset (dy, dx)
                 top, left = start_h + dy, start_w + dx
-                shifted = padded[:, top : top + (out_h - 1) * s + 1 : s, left : left + (out_w - 1) * s + 1 : s]
+                shifted = padded[
+                    :, top : top + (out_h - 1) * s + 1 : s, left : left + (out_w - 1) * s + 1 : s
+                ]
                 # (B, H', W', G, C/G) * (B, H', W', G, 1) -> (B, H', W', G, C/G)
                 term = shifted * kernel[:, :, :, dy * k + dx]
                 output = term if output is None else output + term

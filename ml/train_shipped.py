@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--max-minutes", type=float, default=None)
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     dataset = load_folder(args.data)
@@ -39,6 +40,7 @@ def main() -> None:
         width=args.width,
         patience=args.patience,
         seed=args.seed,
+        max_train_seconds=args.max_minutes * 60 if args.max_minutes else None,
         overwrite=args.overwrite,
     )
     train(config, dataset, log=lambda line: print(line, flush=True))

@@ -32,6 +32,7 @@ from ml.evaluation import (
     plot_confusion_matrix,
     plot_roc,
     plot_training_curves,
+    roc_auc,
 )
 from ml.preprocessing import FULL_IMAGE, AugmentSpec, PreprocessSpec, preprocess, preprocess_augmented
 
@@ -86,6 +87,7 @@ class TrainConfig:
     roi: str | tuple[float, float, float, float] | None = "auto"  # "auto": from yolo_labels/ of train
     name: str | None = None
     version: str = "1"
+    max_train_seconds: float | None = None  # stop after the epoch that passes it; best weights kept
     overwrite: bool = False
 
 
@@ -119,7 +121,9 @@ class _TrainingBatches(keras.utils.PyDataset):
         if self.augment is None:
             x = np.stack([preprocess(self.images[i], self.spec) for i in chosen])
         else:
-            x = np.stack([preprocess_augmented(self.images[i], self.spec, self.rng, self.augment) for i in chosen])
+            x = np.stack(
+                [preprocess_augmented(self.images[i], self.spec, self.rng, self.augment) for i in chosen]
+            )
         targets = {"ddd": self.labels[chosen, None]}
         weights = {"ddd": self.weights[chosen]}
         if self.disc_targets:
@@ -142,6 +146,38 @@ def _disc_arrays(samples: Sequence[Sample]) -> tuple[np.ndarray, np.ndarray]:
     return discs, mask
 
 
+class _ValidationAUC(keras.callbacks.Callback):
+    """Exact validation ROC AUC each epoch as ``val_auc``.
+
+    Keras' AUC metric buckets scores into 200 thresholds, so the near-constant scores of the first
+    epochs all fall into one bucket and read as 0.5; early stopping needs the exact value.
+    """
+
+    def __init__(self, val_x: np.ndarray, val_labels: Sequence[int], batch_size: int):
+        super().__init__()
+        self.val_x, self.val_labels, self.batch_size = val_x, list(val_labels), batch_size
+        self.values: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        outputs = self.model.predict(self.val_x, batch_size=self.batch_size, verbose=0)
+        scores = outputs["ddd"] if isinstance(outputs, dict) else outputs
+        auc = roc_auc(self.val_labels, np.asarray(scores).reshape(-1)) or 0.0
+        self.values.append(auc)
+        if logs is not None:
+            logs["val_auc"] = auc
+
+
+class _TimeLimit(keras.callbacks.Callback):
+    def __init__(self, seconds: float | None, log: Callable[[str], None]):
+        super().__init__()
+        self.seconds, self.log, self.started = seconds, log, time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.seconds is not None and time.monotonic() - self.started > self.seconds:
+            self.log(f"time limit of {self.seconds:.0f}s reached after epoch {epoch + 1}: stopping")
+            self.model.stop_training = True
+
+
 class _Progress(keras.callbacks.Callback):
     def __init__(self, log: Callable[[str], None], epochs: int):
         super().__init__()
@@ -150,7 +186,7 @@ class _Progress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         shown = "  ".join(
-            f"{key}={logs[key]:.4f}" for key in ("loss", "ddd_auc", "val_loss", "val_ddd_auc") if key in logs
+            f"{key}={logs[key]:.4f}" for key in ("loss", "ddd_auc", "val_loss", "val_auc") if key in logs
         )
         self.log(f"epoch {epoch + 1}/{self.epochs}  {shown}  ({time.monotonic() - self.started:.0f}s)")
 
@@ -250,18 +286,25 @@ def train(config: TrainConfig, dataset: Dataset, *, log: Callable[[str], None] =
     )
     _compile(model, config, len(batches))
     log(f"{config.arch}: {model.count_params():,} parameters")
+    val_auc = _ValidationAUC(val_x, [s.label for s in val_samples], config.batch_size)
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_ddd_auc", mode="max", patience=config.patience, restore_best_weights=True, verbose=0
+        monitor="val_auc", mode="max", patience=config.patience, restore_best_weights=True, verbose=0
     )
     fit = model.fit(
         batches,
         validation_data=(val_x, val_y),
         epochs=config.epochs,
-        callbacks=[stopper, _Progress(log, config.epochs)],
+        callbacks=[
+            val_auc,
+            stopper,
+            _Progress(log, config.epochs),
+            _TimeLimit(config.max_train_seconds, log),
+        ],
         verbose=0,
     )
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
-    best_epoch = int(np.argmax(history["val_ddd_auc"])) + 1
+    history["val_auc"] = val_auc.values
+    best_epoch = int(np.argmax(val_auc.values)) + 1
     train_seconds = time.monotonic() - started
 
     staging = output_dir.parent / f".{output_dir.name}.partial"
@@ -295,7 +338,7 @@ def train(config: TrainConfig, dataset: Dataset, *, log: Callable[[str], None] =
                 "optimizer": "AdamW, cosine decay",
                 "loss": "binary cross-entropy (+ per-disc binary cross-entropy)",
                 "class_weights": {"normal": class_weights[0], "ddd": class_weights[1]},
-                "early_stopping": f"val AUC, patience {config.patience}, best weights restored",
+                "early_stopping": f"exact val AUC, patience {config.patience}, best weights restored",
                 "augmentation": asdict(augment) if config.augment else None,
                 "keras_version": keras.__version__,
             },

@@ -92,7 +92,8 @@ def test_generated_split_is_by_patient_stratified_and_reproducible(tmp_path):
 
 
 def test_split_by_patient_keeps_both_classes_in_a_tiny_folder(tmp_path):
-    _make_folder(tmp_path, [{"file": f"{c}/{c}{i}.png", "patient_id": f"{c}{i}"} for c in ("normal", "ddd") for i in range(2)])
+    rows = [{"file": f"{c}/{c}{i}.png", "patient_id": f"{c}{i}"} for c in ("normal", "ddd") for i in range(2)]
+    _make_folder(tmp_path, rows)
 
     samples = split_by_patient(load_folder(tmp_path).samples, val_fraction=0.1)
 
@@ -140,9 +141,20 @@ def test_unknown_split_name_is_an_error(tmp_path):
 
 
 def test_derive_roi_covers_the_lowest_three_discs(tmp_path):
-    _make_folder(tmp_path, [{"file": "normal/a.png", "patient_id": "1"}, {"file": "ddd/b.png", "patient_id": "2"}])
+    _make_folder(
+        tmp_path, [{"file": "normal/a.png", "patient_id": "1"}, {"file": "ddd/b.png", "patient_id": "2"}]
+    )
     (tmp_path / "yolo_labels").mkdir()
-    boxes = "1 0.5 0.1 0.1 0.05\n1 0.5 0.5 0.1 0.05\n0 0.55 0.6 0.1 0.05\n4 0.6 0.7 0.1 0.05\n2 0.5 0.95 0.1 0.05\n"
+    # the upper disc is ignored and class 2 (stenosis) is not a disc box
+    boxes = "\n".join(
+        [
+            "1 0.5 0.1 0.1 0.05",
+            "1 0.5 0.5 0.1 0.05",
+            "0 0.55 0.6 0.1 0.05",
+            "4 0.6 0.7 0.1 0.05",
+            "2 0.5 0.95 0.1 0.05",
+        ]
+    )
     for stem in ("a", "b"):
         (tmp_path / "yolo_labels" / f"{stem}.txt").write_text(boxes)
 

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from ml.architectures import GRADCAM_LAYER, VGG16, build_model
+from ml.errors import ArchitectureError
+from ml.involution import Involution
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(ArchitectureError, match="unknown architecture 'resnet'.*vgg, invgg"):
+        build_model("resnet", 64)
+
+
+def test_vgg16_layout_has_thirteen_3x3_convolutions_from_64_to_512_channels():
+    model = build_model("vgg", None, **VGG16)
+
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert all(layer.kernel_size == (3, 3) for layer in convs)
+    assert [layer.filters for layer in convs] == [64] * 2 + [128] * 2 + [256] * 3 + [512] * 3 + [512] * 3
+
+
+def test_invgg_has_two_blocks_of_two_then_three_blocks_of_three_involutions():
+    model = build_model("invgg", 64, width=8)
+
+    per_block = [
+        sum(isinstance(layer, Involution) and layer.name.startswith(f"block{b}_") for layer in model.layers)
+        for b in range(1, 6)
+    ]
+    assert per_block == [2, 2, 3, 3, 3]
+    assert sum(layer.name.endswith("_pool") for layer in model.layers) == 5
+
+
+@pytest.mark.parametrize("arch", ["vgg", "invgg"])
+def test_models_give_probabilities_for_any_input_size_with_disc_outputs(arch):
+    model = build_model(arch, None, width=4, disc_outputs=True, stem_stride=2)
+
+    for size in (64, 96):
+        outputs = model.predict(np.random.default_rng(0).random((2, size, size, 1)), verbose=0)
+        assert outputs["ddd"].shape == (2, 1) and outputs["discs"].shape == (2, 3)
+        assert ((outputs["ddd"] >= 0) & (outputs["ddd"] <= 1)).all()
+    assert model.get_layer(GRADCAM_LAYER) is not None
+
+
+def test_invgg_needs_far_fewer_parameters_than_vgg_of_the_same_width():
+    invgg, vgg = build_model("invgg", 64, width=16), build_model("vgg", 64, width=16)
+
+    assert invgg.count_params() * 5 < vgg.count_params()
