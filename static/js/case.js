@@ -117,12 +117,13 @@
       other.setAttribute("aria-pressed", "false");
       other.textContent = "Show heatmap";
     });
+    if (!image.dataset.scanAlt) image.dataset.scanAlt = image.alt;
     if (showing) {
       image.src = image.dataset.scanSrc;
-      image.classList.remove("showing-heatmap");
+      image.alt = image.dataset.scanAlt;
     } else {
       image.src = button.dataset.heatmapUrl;
-      image.classList.add("showing-heatmap");
+      image.alt = "Heatmap overlay: " + image.dataset.scanAlt;
       button.setAttribute("aria-pressed", "true");
       button.textContent = "Hide heatmap";
     }

@@ -66,7 +66,7 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
 
     page = browser_page
     clinician = ClinicianFactory()
-    start_worker()
+    worker = start_worker()
 
     page.goto(f"{live_server.url}/accounts/login/")
     page.get_by_label("Username").fill(clinician.username)
@@ -95,7 +95,10 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     expect(prediction).to_be_visible()
     shot(page, "03-uploaded")
 
-    expect(prediction).to_have_attribute("data-status", "done", timeout=180_000)
+    try:
+        expect(prediction).to_have_attribute("data-status", "done", timeout=180_000)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nworker log:\n{worker.output()[-3000:]}") from None
     assert page.evaluate("window.stillTheSamePage") is True, "the page reloaded"
     label = prediction.locator('[data-field="label"]').inner_text()
     assert label in {"Normal", "Degenerative disc disease"}
