@@ -4,6 +4,7 @@ import hashlib
 
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -63,6 +64,10 @@ class LoginForm(AuthenticationForm):
     @property
     def rate_limited(self) -> bool:
         return any(error.code == self.RATE_LIMITED for error in self.non_field_errors().as_data())
+
+
+class AdminLoginForm(LoginForm, AdminAuthenticationForm):
+    """The admin's log-in, under the same rate limit."""
 
 
 class ServiceForm(forms.Form):

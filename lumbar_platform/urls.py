@@ -3,9 +3,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
 from diagnosis.api.filters import IdConverter
+from diagnosis.forms import AdminLoginForm
 from diagnosis.views import LoginView
 
 register_converter(IdConverter, "id")
+admin.site.login_form = AdminLoginForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -43,6 +43,13 @@ def test_login_page_is_rate_limited_per_username_and_address(client, clinician):
     )
 
 
+def test_admin_login_shares_the_rate_limit(client, staff):
+    for _ in range(5):
+        client.post("/admin/login/", {"username": staff.username, "password": "wrong"})
+    blocked = client.post("/admin/login/", {"username": staff.username, "password": PASSWORD})
+    assert blocked.status_code == 200 and b"Too many failed log-in attempts" in blocked.content
+
+
 def test_login_page_enforces_csrf(clinician):
     client = Client(enforce_csrf_checks=True)
     response = client.post("/accounts/login/", {"username": clinician.username, "password": PASSWORD})
