@@ -446,12 +446,18 @@ def prediction_rerun(request: HttpRequest, pk: int) -> HttpResponse:
 # Models --------------------------------------------------------------------------------------------------
 
 
-def _read_model_card(artifact_dir: Path) -> dict | None:
+def _read_model_card(artifact_dir: Path) -> list[tuple[str, str]] | None:
+    """The card's fields for display; nested values are shown as compact JSON."""
     try:
         card = json.loads((artifact_dir / "model_card.json").read_text())
     except (OSError, ValueError):
         return None
-    return card if isinstance(card, dict) else None
+    if not isinstance(card, dict):
+        return None
+    return [
+        (key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+        for key, value in card.items()
+    ]
 
 
 def _plots(artifact_dir: Path) -> list[tuple[str, str]]:

@@ -3,7 +3,6 @@ MRI slice, watch the worker's prediction arrive without reloading, look at the h
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -124,4 +123,16 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
         "agree",
         "Consistent with the images.",
     )
-    assert os.listdir(SCREENSHOTS)
+
+    page.get_by_role("link", name="Worklist").click()
+    expect(page.locator("#count-review")).to_have_text("0")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    shot(page, "07-worklist-after-review")
+    page.get_by_role("link", name="Models").click()
+    expect(page.get_by_role("heading", name="test-invgg Active")).to_be_visible()
+    expect(page.get_by_text("0 of 1 review", exact=True)).to_be_visible()
+    shot(page, "08-models")
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.go_back()
+    shot(page, "09-worklist-phone")
