@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from django import forms
 from django.conf import settings
@@ -71,7 +72,18 @@ class AdminLoginForm(LoginForm, AdminAuthenticationForm):
 
 
 class ServiceForm(forms.Form):
-    """A form that shows an ApplicationError from a service next to the fields it names."""
+    """A form whose cleaned data goes to a service; the service's errors are shown next to the fields
+    they name."""
+
+    def submit(self, service: Callable, **arguments):
+        """The service's result, or None when the form or the service refused the input."""
+        if not self.is_valid():
+            return None
+        try:
+            return service(**arguments, **self.cleaned_data)
+        except ApplicationError as exc:
+            self.add_application_error(exc)
+            return None
 
     def add_application_error(self, error: ApplicationError) -> None:
         for field, messages in error.errors.items():
@@ -116,7 +128,7 @@ class ReviewForm(ServiceForm):
 
 
 class RerunForm(ServiceForm):
-    model = forms.ModelChoiceField(
+    model_version = forms.ModelChoiceField(
         queryset=ModelVersion.objects.order_by("name"),
         required=False,
         empty_label="The active model",

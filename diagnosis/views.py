@@ -8,6 +8,7 @@ import json
 from functools import wraps
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -185,14 +186,9 @@ def patient_list_page(request: HttpRequest) -> HttpResponse:
 @clinician_page
 def patient_create_page(request: HttpRequest) -> HttpResponse:
     form = PatientForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            patient = patient_create(user=request.user, **form.cleaned_data)
-        except ApplicationError as exc:
-            form.add_application_error(exc)
-        else:
-            messages.success(request, f"Patient {patient.identifier} registered.")
-            return redirect("diagnosis:patient-detail", pk=patient.pk)
+    if request.method == "POST" and (patient := form.submit(patient_create, user=request.user)):
+        messages.success(request, f"Patient {patient.identifier} registered.")
+        return redirect("diagnosis:patient-detail", pk=patient.pk)
     return _render_form(request, form, title="New patient", submit="Register patient")
 
 
@@ -200,14 +196,9 @@ def patient_create_page(request: HttpRequest) -> HttpResponse:
 def patient_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
     patient = patient_get(user=request.user, pk=pk)
     form = PatientForm(request.POST) if request.method == "POST" else PatientForm.for_patient(patient)
-    if request.method == "POST" and form.is_valid():
-        try:
-            patient = patient_update(user=request.user, patient=patient, **form.cleaned_data)
-        except ApplicationError as exc:
-            form.add_application_error(exc)
-        else:
-            messages.success(request, "Patient details saved.")
-            return redirect("diagnosis:patient-detail", pk=patient.pk)
+    if request.method == "POST" and form.submit(patient_update, user=request.user, patient=patient):
+        messages.success(request, "Patient details saved.")
+        return redirect("diagnosis:patient-detail", pk=patient.pk)
     back = reverse("diagnosis:patient-detail", args=[patient.pk])
     return _render_form(request, form, title=f"Edit patient {patient.identifier}", submit="Save", back=back)
 
@@ -235,14 +226,9 @@ def _render_form(request, form, *, title: str, submit: str, back: str = "", stat
 def case_create_page(request: HttpRequest, pk: int) -> HttpResponse:
     patient = patient_get(user=request.user, pk=pk)
     form = CaseCreateForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            case = case_create(user=request.user, patient=patient, **form.cleaned_data)
-        except ApplicationError as exc:
-            form.add_application_error(exc)
-        else:
-            messages.success(request, f"Case {case.pk} opened.")
-            return redirect("diagnosis:case-detail", pk=case.pk)
+    if request.method == "POST" and (case := form.submit(case_create, user=request.user, patient=patient)):
+        messages.success(request, f"Case {case.pk} opened.")
+        return redirect("diagnosis:case-detail", pk=case.pk)
     back = reverse("diagnosis:patient-detail", args=[patient.pk])
     return _render_form(
         request, form, title=f"New case for {patient.identifier}", submit="Open case", back=back
@@ -254,14 +240,9 @@ def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
     case = case_get(user=request.user, pk=pk)
     initial = {"status": case.status, "clinical_question": case.clinical_question, "notes": case.notes}
     form = CaseEditForm(request.POST or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        try:
-            case = case_update(user=request.user, case=case, **form.cleaned_data)
-        except ApplicationError as exc:
-            form.add_application_error(exc)
-        else:
-            messages.success(request, "Case saved.")
-            return redirect("diagnosis:case-detail", pk=case.pk)
+    if request.method == "POST" and form.submit(case_update, user=request.user, case=case):
+        messages.success(request, "Case saved.")
+        return redirect("diagnosis:case-detail", pk=case.pk)
     back = reverse("diagnosis:case-detail", args=[case.pk])
     return _render_form(request, form, title=f"Edit case {case.pk}", submit="Save", back=back)
 
@@ -289,14 +270,12 @@ def _render_case(request: HttpRequest, case: Case, *, bound_forms: dict | None =
     template = (
         "diagnosis/_scans.html" if request.GET.get("partial") == "scans" else "diagnosis/case_detail.html"
     )
-    context = {"case": case, "scans": scans, "max_upload_mb": _max_upload_mb()}
+    context = {
+        "case": case,
+        "scans": scans,
+        "max_upload_mb": settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024),
+    }
     return render(request, template, context, status=status)
-
-
-def _max_upload_mb() -> int:
-    from django.conf import settings
-
-    return settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024)
 
 
 @require_GET
@@ -410,14 +389,9 @@ def _case_anchor(prediction: Prediction) -> str:
 def prediction_review(request: HttpRequest, pk: int) -> HttpResponse:
     prediction = prediction_get(user=request.user, pk=pk)
     form = ReviewForm(request.POST, prefix=f"review-{prediction.pk}")
-    if form.is_valid():
-        try:
-            review = review_create(user=request.user, prediction=prediction, **form.cleaned_data)
-        except ApplicationError as exc:
-            form.add_application_error(exc)
-        else:
-            messages.success(request, f"Review saved: {review.get_decision_display().lower()}.")
-            return redirect(_case_anchor(prediction))
+    if review := form.submit(review_create, user=request.user, prediction=prediction):
+        messages.success(request, f"Review saved: {review.get_decision_display().lower()}.")
+        return redirect(_case_anchor(prediction))
     return _render_case(
         request, prediction.scan.case, bound_forms={("review", prediction.pk): form}, status=400
     )
@@ -428,16 +402,9 @@ def prediction_review(request: HttpRequest, pk: int) -> HttpResponse:
 def prediction_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     prediction = prediction_get(user=request.user, pk=pk)
     form = RerunForm(request.POST, prefix=f"rerun-{prediction.pk}")
-    if form.is_valid():
-        try:
-            rerun = prediction_request(
-                user=request.user, scan=prediction.scan, model_version=form.cleaned_data["model"]
-            )
-        except ApplicationError as exc:
-            form.add_application_error(exc)
-        else:
-            messages.success(request, "A new prediction is queued.")
-            return redirect(_case_anchor(rerun))
+    if rerun := form.submit(prediction_request, user=request.user, scan=prediction.scan):
+        messages.success(request, "A new prediction is queued.")
+        return redirect(_case_anchor(rerun))
     return _render_case(
         request, prediction.scan.case, bound_forms={("rerun", prediction.pk): form}, status=400
     )

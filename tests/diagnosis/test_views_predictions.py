@@ -45,11 +45,15 @@ def test_prediction_rerun_queues_with_the_chosen_model(client, case, clinician):
     prediction = done_prediction(case)
     model = ModelVersionFactory(name="vgg-2")
     client.force_login(clinician)
-    response = client.post(f"/predictions/{prediction.pk}/rerun/", {f"rerun-{prediction.pk}-model": model.pk})
+    response = client.post(
+        f"/predictions/{prediction.pk}/rerun/", {f"rerun-{prediction.pk}-model_version": model.pk}
+    )
     rerun = Prediction.objects.exclude(pk=prediction.pk).get()
     assert response["Location"].endswith(f"#prediction-{rerun.pk}")
     assert (rerun.requested_model, rerun.status, rerun.scan) == (model, "queued", prediction.scan)
-    unknown = client.post(f"/predictions/{prediction.pk}/rerun/", {f"rerun-{prediction.pk}-model": 999999})
+    unknown = client.post(
+        f"/predictions/{prediction.pk}/rerun/", {f"rerun-{prediction.pk}-model_version": 999999}
+    )
     assert unknown.status_code == 400 and Prediction.objects.count() == 2
 
 
