@@ -53,10 +53,7 @@ def _claim(prediction_id: int) -> Prediction | None:
     """Mark the prediction running, unless it is finished or another worker is still on it."""
     with transaction.atomic():
         prediction = (
-            Prediction.objects.select_for_update()
-            .filter(pk=prediction_id)
-            .select_related("scan", "requested_model")
-            .first()
+            Prediction.objects.select_for_update().filter(pk=prediction_id).select_related("scan").first()
         )
         if prediction is None:
             logger.warning("Prediction %s no longer exists; nothing to do.", prediction_id)
