@@ -1,0 +1,286 @@
+"""Upload-to-result benchmark of the whole pipeline: N scans go through ``scan_upload`` while a real Celery
+worker, started and stopped here, classifies them with the active model.
+
+Runs on PostgreSQL and Redis (DATABASE_URL and CELERY_BROKER_URL, defaulting to the local servers below),
+migrates the database first (which registers the shipped models under ml/artifacts/) and uses the active
+model, or the artifact folder given with --artifact, activated for the run only. Scans are the real images
+in ../shared/data/sudirman_midsag_t2 (relative to the repository root) or, without it, generated ones.
+
+Before timing, the worker pool classifies one scan per process, so each has loaded Keras and the model.
+Latency: from the call to ``scan_upload`` to the prediction's ``finished_at``. Throughput: N over the time
+from the first upload to the last finished prediction. Worker RSS: the largest sum of the pool processes'
+VmRSS (/proc) seen during the run. Single-image inference: ``Classifier.predict`` on one image in this
+process, median of --repeats warm calls, for each shipped model (and --artifact).
+
+Everything it creates (user, patient, case, scans, predictions, stored files, a model row for --artifact)
+is removed at the end, and the active model is restored.
+
+    DJANGO_SETTINGS_MODULE=lumbar_platform.settings.base .venv/bin/python bench/pipeline.py [-n 200] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "sudirman_midsag_t2"
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/lumbar"
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lumbar_platform.settings.base")
+os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+os.environ.setdefault("CELERY_BROKER_URL", DEFAULT_BROKER_URL)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(REPO_ROOT))
+
+import django  # noqa: E402
+
+django.setup()
+logging.getLogger("diagnosis").setLevel(logging.WARNING)
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
+from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction  # noqa: E402
+from diagnosis.services.scans import scan_upload  # noqa: E402
+from ml.models import ModelVersion  # noqa: E402
+from ml.registry import (  # noqa: E402
+    SHIPPED_ARTIFACTS_DIR,
+    artifact_dir_for,
+    model_version_activate,
+    model_version_register,
+    read_model_card,
+)
+
+FINISHED = (Prediction.Status.DONE, Prediction.Status.FAILED)
+
+
+def _scan_images(count: int) -> tuple[list[tuple[str, bytes]], str]:
+    """``count`` distinct images: the real ones first, generated ones for the rest."""
+    files = sorted(DATA_DIR.glob("*/*.png"))[:count] if DATA_DIR.is_dir() else []
+    images = [(path.name, path.read_bytes()) for path in files]
+    source = f"{len(images)} real images from {DATA_DIR.name}" if images else "no real images found"
+    if len(images) < count:
+        import io
+
+        import numpy as np
+        from PIL import Image
+
+        rng = np.random.default_rng(20240601)
+        for index in range(count - len(images)):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (384, 384), dtype=np.uint8)).save(buffer, format="PNG")
+            images.append((f"generated-{index}.png", buffer.getvalue()))
+        source += f", {count - len(files)} generated"
+    return images, source
+
+
+class Worker:
+    def __init__(self, concurrency: int, log_path: Path) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "-m", "celery", "-A", "lumbar_platform", "worker", "--loglevel=INFO"]
+        command += [f"--concurrency={concurrency}", "--pool=prefork", "--without-gossip", "--without-mingle"]
+        self.process = subprocess.Popen(
+            [*command, "--without-heartbeat"],
+            cwd=REPO_ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the worker exited:\n{self.log_path.read_text(errors='replace')}")
+            if " ready." in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise SystemExit("the worker did not become ready")
+
+    def pool_rss_mb(self) -> float:
+        threads = Path(f"/proc/{self.process.pid}/task").glob("*/children")
+        total_kb = 0
+        for pid in (pid for children in threads for pid in children.read_text().split()):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                continue
+            total_kb += next(
+                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")
+            )
+        return total_kb / 1024
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.log.close()
+
+
+def _bench_case(stack: ExitStack) -> Case:
+    tag = uuid.uuid4().hex[:8]
+    user = get_user_model().objects.create_user(username=f"bench-{tag}", password=uuid.uuid4().hex)
+    user.groups.add(Group.objects.get_or_create(name=CLINICIANS_GROUP)[0])
+    patient = Patient.objects.create(identifier=f"BENCH-{tag}", created_by=user)
+    case = Case.objects.create(patient=patient, owner=user, clinical_question="pipeline benchmark")
+    stack.callback(_remove_case, case, patient, user)
+    return case
+
+
+def _remove_case(case: Case, patient: Patient, user) -> None:
+    predictions = Prediction.objects.filter(scan__case=case)
+    for prediction in predictions.exclude(heatmap=""):
+        prediction.heatmap.delete(save=False)
+    scans = list(case.scans.all())
+    for scan in scans:
+        scan.file.delete(save=False)
+    if scans:
+        folder = Path(scans[0].file.storage.path(f"scans/{case.pk}"))
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    predictions.delete()
+    case.delete()
+    patient.delete()
+    user.delete()
+
+
+def _use_artifact(stack: ExitStack, artifact: Path) -> ModelVersion:
+    previous = ModelVersion.objects.filter(is_active=True).first()
+    existed = ModelVersion.objects.filter(name=read_model_card(artifact)["name"]).exists()
+    model_version = model_version_register(artifact_dir=artifact, activate=True)
+
+    def restore() -> None:
+        if previous is not None:
+            model_version_activate(model_version=previous)
+        if not existed:
+            ModelVersion.objects.filter(pk=model_version.pk).delete()
+
+    stack.callback(restore)
+    return model_version
+
+
+def _upload_and_wait(
+    case: Case, images: list[tuple[str, bytes]], worker: Worker, timeout: float
+) -> tuple[list[Prediction], list[float], float, float]:
+    """Upload, wait for every prediction; return them, their latencies (ms), scans/s and peak RSS (MB)."""
+    started = {}
+    for name, data in images:
+        upload_started = timezone.now()
+        result = scan_upload(user=case.owner, case=case, uploaded_file=SimpleUploadedFile(name, data))
+        started[result.prediction.pk] = upload_started
+    peak_rss = 0.0
+    deadline = time.monotonic() + timeout
+    while Prediction.objects.filter(pk__in=started).exclude(status__in=FINISHED).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"predictions still unfinished after {timeout:.0f} s; see {worker.log_path}")
+        peak_rss = max(peak_rss, worker.pool_rss_mb())
+        time.sleep(0.2)
+    peak_rss = max(peak_rss, worker.pool_rss_mb())
+    predictions = list(Prediction.objects.filter(pk__in=started))
+    latencies = [(p.finished_at - started[p.pk]).total_seconds() * 1000 for p in predictions]
+    span = (max(p.finished_at for p in predictions) - min(started.values())).total_seconds()
+    return predictions, latencies, len(predictions) / span, peak_rss
+
+
+def _single_image_ms(artifact_dirs: list[Path], image: bytes, repeats: int) -> dict[str, float]:
+    from diagnosis.imaging import load_model_view
+    from ml.inference import Classifier
+
+    view = load_model_view(image)
+    timings = {}
+    for artifact_dir in artifact_dirs:
+        classifier = Classifier.from_artifact(artifact_dir)
+        classifier.predict([view])
+        runs = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            classifier.predict([view])
+            runs.append((time.perf_counter() - started) * 1000)
+        timings[classifier.name] = round(statistics.median(runs), 1)
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("-n", type=int, default=200, help="scans to upload (default 200)")
+    parser.add_argument("-c", "--concurrency", type=int, default=1, help="worker pool processes (default 1)")
+    parser.add_argument("--artifact", type=Path, help="model artifact folder to activate for the run")
+    parser.add_argument("--repeats", type=int, default=20, help="single-image inference runs per model")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the predictions")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    say = (lambda *_: None) if args.json else print
+
+    call_command("migrate", verbosity=0)
+    shipped = sorted(card.parent for card in SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json"))
+    images, source = _scan_images(args.n + args.concurrency)
+    warm_up, images = images[: args.concurrency], images[args.concurrency :]
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
+        model_version = _use_artifact(stack, args.artifact) if args.artifact else None
+        model_version = model_version or ModelVersion.objects.filter(is_active=True).first()
+        if model_version is None:
+            raise SystemExit("no active model: none is shipped under ml/artifacts/ yet; pass --artifact DIR")
+        say(f"model {model_version.name} ({model_version.architecture}); {source}")
+        say(f"database {os.environ['DATABASE_URL']}, broker {os.environ['CELERY_BROKER_URL']}")
+        case = _bench_case(stack)
+        worker = Worker(args.concurrency, Path(scratch) / "worker.log")
+        stack.callback(worker.stop)
+        worker.wait_ready()
+        _upload_and_wait(case, warm_up, worker, args.timeout)
+        say(f"worker warmed up; uploading {len(images)} scans")
+        predictions, latencies, scans_per_s, rss_mb = _upload_and_wait(case, images, worker, args.timeout)
+        worker.stop()
+        failed = [p for p in predictions if p.status == Prediction.Status.FAILED]
+        models = [*shipped, *([artifact_dir_for(model_version)] if args.artifact else [])]
+        single = _single_image_ms(models, images[0][1], args.repeats)
+
+    quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
+    result = {
+        "p50_ms": round(statistics.median(latencies), 1),
+        "p95_ms": round(quantiles[94], 1),
+        "scans_per_s": round(scans_per_s, 2),
+        "worker_rss_mb": round(rss_mb, 1),
+        "single_image_ms": single,
+        "n": len(predictions),
+        "failed": len(failed),
+        "concurrency": args.concurrency,
+        "model": model_version.name,
+    }
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{len(predictions)} scans, {len(failed)} failed, {args.concurrency} worker process(es)")
+    print(f"upload -> done latency: p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms")
+    print(f"throughput: {result['scans_per_s']:.2f} scans/s")
+    print(f"worker pool RSS (peak): {result['worker_rss_mb']:.0f} MB")
+    for name, ms in single.items():
+        print(f"single-image inference, warm, {name}: {ms:.1f} ms")
+    if failed:
+        print(f"first failure: {failed[0].error}")
+
+
+if __name__ == "__main__":
+    main()
