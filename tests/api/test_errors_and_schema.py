@@ -19,6 +19,11 @@ def test_wrong_method_and_unacceptable_format_are_4xx_json(api, case):
     assert_error(api.get("/api/v1/cases/", HTTP_ACCEPT="text/html"), 406)
 
 
+def test_oversized_multipart_request_is_400_json(api, case):
+    fields = {f"field{number}": "x" for number in range(1001)}
+    assert_error(api.post(f"/api/v1/cases/{case.pk}/scans/", fields, format="multipart"), 400)
+
+
 def test_schema_is_openapi_3_and_documents_the_multipart_upload(api):
     response = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     assert response.status_code == 200
