@@ -3,6 +3,7 @@ MRI slice, watch the worker's prediction arrive without reloading, look at the h
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,24 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct-horse-battery"
 
 
-def mri_sample() -> Path:
+DROP_FILES = """async (files) => {
+    const transfer = new DataTransfer();
+    for (const [name, type, base64] of files) {
+        const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+        transfer.items.add(new File([bytes], name, { type }));
+    }
+    return transfer;
+}"""
+
+
+def mri_samples() -> list[Path]:
     for folder in (
         REPO_ROOT / "tests" / "data" / "sudirman_sample" / "normal",
         REPO_ROOT.parent / "shared" / "data" / "sudirman_midsag_t2" / "normal",
     ):
         images = sorted(folder.glob("*.png")) if folder.is_dir() else []
-        if images:
-            return images[0]
+        if len(images) >= 2:
+            return images
     pytest.skip("No MRI sample: neither tests/data/sudirman_sample nor ../shared/data is present.")
 
 
@@ -81,18 +92,19 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     page.get_by_label("Name").fill("Browser Test")
     page.get_by_role("button", name="Register patient").click()
     expect(page.get_by_role("heading", name="Patient MRN-BROWSER-1")).to_be_visible()
+    shot(page, "03-patient")
 
     page.get_by_label("Clinical question").fill("Chronic low back pain: disc degeneration?")
     page.get_by_role("button", name="Open case").click()
     expect(page.get_by_role("heading", name="Case")).to_be_visible()
 
     page.evaluate("window.stillTheSamePage = true")
-    page.get_by_label("Choose PNG, JPEG or DICOM files").set_input_files(str(mri_sample()))
+    page.get_by_label("Choose PNG, JPEG or DICOM files").set_input_files(str(mri_samples()[0]))
     page.get_by_role("button", name="Upload").click()
     expect(page.locator(".upload-item.ok")).to_contain_text("Uploaded; prediction queued")
     prediction = page.locator(".prediction").first
     expect(prediction).to_be_visible()
-    shot(page, "03-uploaded")
+    shot(page, "04-uploaded")
 
     try:
         expect(prediction).to_have_attribute("data-status", "done", timeout=180_000)
@@ -102,7 +114,7 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     label = prediction.locator('[data-field="label"]').inner_text()
     assert label in {"Normal", "Degenerative disc disease"}
     expect(prediction.locator('[data-field="probability"]')).to_contain_text("P(DDD)")
-    shot(page, "04-prediction-done")
+    shot(page, "05-prediction-done")
 
     page.get_by_role("button", name="Show heatmap").click()
     expect(page.get_by_role("button", name="Hide heatmap")).to_have_attribute("aria-pressed", "true")
@@ -110,13 +122,26 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
         "src", f"/predictions/{prediction.get_attribute('data-prediction-id')}/heatmap"
     )
     page.wait_for_function("document.querySelector('img.thumb').naturalWidth > 0")
-    shot(page, "05-heatmap")
+    shot(page, "06-heatmap")
 
     page.get_by_label("Agree").check()
     page.get_by_label("Comment").fill("Consistent with the images.")
     page.get_by_role("button", name="Save review").click()
     expect(page.locator(".review-done")).to_contain_text(f"Reviewed by {clinician.username}: agree")
-    shot(page, "06-reviewed")
+    shot(page, "07-reviewed")
+
+    second = mri_samples()[1]
+    dropped = [
+        ["notes.txt", "text/plain", base64.b64encode(b"not an image").decode()],
+        [second.name, "image/png", base64.b64encode(second.read_bytes()).decode()],
+    ]
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": page.evaluate_handle(DROP_FILES, dropped)})
+    expect(page.locator(".upload-item.failed")).to_contain_text("notes.txt")
+    expect(page.locator(".upload-item.failed [role=alert]")).to_contain_text("not a PNG, JPEG or DICOM")
+    expect(page.locator(".upload-item.ok")).to_contain_text(second.name)
+    expect(page.locator(".scan-card")).to_have_count(2)
+    expect(page.locator('.prediction[data-status="done"]')).to_have_count(2, timeout=180_000)
+    shot(page, "08-dropped-files")
     review = Review.objects.get()
     assert (review.reviewer_id, review.decision, review.comment) == (
         clinician.pk,
@@ -125,14 +150,14 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     )
 
     page.get_by_role("link", name="Worklist").click()
-    expect(page.locator("#count-review")).to_have_text("0")
+    expect(page.locator("#count-review")).to_have_text("1")
     page.keyboard.press("Tab")
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
-    shot(page, "07-worklist-after-review")
+    shot(page, "09-worklist")
     page.get_by_role("link", name="Models").click()
     expect(page.get_by_role("heading", name="test-invgg Active")).to_be_visible()
     expect(page.get_by_text("0 of 1 review", exact=True)).to_be_visible()
-    shot(page, "08-models")
+    shot(page, "10-models")
     page.set_viewport_size({"width": 390, "height": 844})
     page.go_back()
-    shot(page, "09-worklist-phone")
+    shot(page, "11-worklist-phone")
