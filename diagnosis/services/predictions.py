@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -15,6 +16,9 @@ from diagnosis.models import Prediction, Scan
 from diagnosis.services.access import ensure_can_change_case
 from diagnosis.services.cases import case_refresh_status
 from ml.models import ModelVersion
+
+if TYPE_CHECKING:
+    from diagnosis.inference import Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -87,8 +91,9 @@ def _finish(prediction: Prediction, **fields) -> Prediction:
     fields["finished_at"] = timezone.now()
     for name, value in fields.items():
         setattr(prediction, name, value)
-    prediction.save(update_fields=list(fields))
-    case_refresh_status(case_id=prediction.scan.case_id)
+    with transaction.atomic():
+        prediction.save(update_fields=list(fields))
+        case_refresh_status(case_id=prediction.scan.case_id)
     return prediction
 
 
@@ -119,7 +124,7 @@ def _heatmap_name(prediction: Prediction) -> str:
     return f"{scan_folder}/{prediction.scan.sha256}-heatmap-{prediction.pk}.png"
 
 
-def _record_outcome(prediction: Prediction, model_version: ModelVersion, outcome) -> Prediction:
+def _record_outcome(prediction: Prediction, model_version: ModelVersion, outcome: Outcome) -> Prediction:
     storage = prediction.heatmap.storage
     heatmap_name = storage.save(_heatmap_name(prediction), ContentFile(outcome.heatmap_png))
     try:

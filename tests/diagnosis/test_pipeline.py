@@ -18,6 +18,7 @@ from PIL import Image
 
 from diagnosis import inference
 from diagnosis.models import Case, Prediction
+from diagnosis.services import predictions
 from diagnosis.services.predictions import (
     NO_ACTIVE_MODEL,
     prediction_request,
@@ -39,11 +40,11 @@ def _uploaded_prediction(case: Case) -> Prediction:
     return scan_upload(user=case.owner, case=case, uploaded_file=uploaded).prediction
 
 
-def _fail_inference(exception: BaseException):
-    def classify_scan(**kwargs):
+def _raising(exception: BaseException):
+    def raise_it(**kwargs):
         raise exception
 
-    return classify_scan
+    return raise_it
 
 
 @pytest.mark.parametrize("arch", ["vgg", "invgg"])
@@ -117,7 +118,7 @@ def test_without_an_active_model_the_prediction_fails_with_that_reason(db):
 
 def test_transient_database_fault_undoes_the_claim_so_the_retry_can_run(case, active_model, monkeypatch):
     prediction = _uploaded_prediction(case)
-    monkeypatch.setattr(inference, "classify_scan", _fail_inference(OperationalError("server closed")))
+    monkeypatch.setattr(inference, "classify_scan", _raising(OperationalError("server closed")))
 
     with pytest.raises(OperationalError):
         prediction_run(prediction_id=prediction.pk)
@@ -132,9 +133,23 @@ def test_transient_database_fault_undoes_the_claim_so_the_retry_can_run(case, ac
     assert prediction_run(prediction_id=prediction.pk).status == Prediction.Status.DONE
 
 
+def test_database_fault_while_recording_the_outcome_leaves_no_heatmap(
+    case, active_model, media_root, monkeypatch
+):
+    prediction = _uploaded_prediction(case)
+    monkeypatch.setattr(predictions, "case_refresh_status", _raising(OperationalError("server closed")))
+
+    with pytest.raises(OperationalError):
+        prediction_run(prediction_id=prediction.pk)
+
+    prediction.refresh_from_db()
+    assert (prediction.status, prediction.heatmap.name) == (Prediction.Status.QUEUED, "")
+    assert [path.name for path in media_root.rglob("*.png")] == [prediction.scan.file.name.rsplit("/")[-1]]
+
+
 def test_soft_time_limit_fails_the_prediction_with_that_reason(active_model, monkeypatch, settings):
     prediction = PredictionFactory()
-    monkeypatch.setattr(inference, "classify_scan", _fail_inference(SoftTimeLimitExceeded()))
+    monkeypatch.setattr(inference, "classify_scan", _raising(SoftTimeLimitExceeded()))
 
     run_prediction(prediction.pk)
 
