@@ -78,7 +78,7 @@ class TrainConfig:
     stem_stride: int = 2
     dropout: float = 0.3
     learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-3
     patience: int = 10
     disc_targets: bool = True
     disc_loss_weight: float = 0.5

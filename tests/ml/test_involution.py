@@ -55,7 +55,7 @@ def _numpy_involution(layer: Involution, x: np.ndarray) -> np.ndarray:
 def test_involution_matches_numpy_reference(kernel_size, stride, groups, shape):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    layer = Involution(kernel_size, stride, groups, reduction_ratio=2)
+    layer = Involution(kernel_size, stride, groups, reduction_ratio=2, identity_init=False)
     x = rng.standard_normal(shape).astype("float32")
     layer(x)
     norm = layer.reduce_norm
@@ -67,6 +67,12 @@ def test_involution_matches_numpy_reference(kernel_size, stride, groups, shape):
     expected = _numpy_involution(layer, x)
     assert result.shape == (shape[0], -(-shape[1] // stride), -(-shape[2] // stride), shape[3])
     np.testing.assert_allclose(result, expected, atol=1e-4)
+
+
+def test_identity_initialisation_starts_as_the_identity():
+    x = np.random.default_rng(2).standard_normal((2, 6, 6, 8)).astype("float32")
+
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(Involution(3, 1, 2)(x)), x, atol=1e-6)
 
 
 def test_involution_accepts_any_input_size():
@@ -81,7 +87,7 @@ def test_involution_accepts_any_input_size():
 def test_involution_save_load_round_trip_gives_identical_predictions(tmp_path):
     keras.utils.set_random_seed(1)
     inputs = keras.Input((None, None, 4))
-    x = Involution(3, 1, 2, name="inv")(inputs)
+    x = Involution(3, 1, 2, identity_init=False, name="inv")(inputs)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     images = np.random.default_rng(1).random((3, 10, 10, 4)).astype("float32")
     model.save(tmp_path / "model.keras")
