@@ -134,10 +134,15 @@ def worker_env(**overrides: str) -> dict[str, str]:
 
 
 def purge_queue() -> None:
+    """Empty the queue, and on Redis forget messages a killed worker left unacknowledged: they would be
+    delivered again to a later test's worker once the visibility timeout passes."""
     from lumbar_platform.celery import app
 
     with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("celery")
+        channel = conn.default_channel
+        channel.queue_purge("celery")
+        if conn.transport.driver_type == "redis":
+            channel.client.delete(channel.unacked_key, channel.unacked_index_key)
 
 
 @pytest.fixture
