@@ -242,7 +242,8 @@ def main() -> None:
         model_version = _use_artifact(stack, args.artifact) if args.artifact else None
         model_version = model_version or ModelVersion.objects.filter(is_active=True).first()
         if model_version is None:
-            raise SystemExit("no active model: none is shipped under ml/artifacts/ yet; pass --artifact DIR")
+            names = ", ".join(path.name for path in shipped) or "none"
+            raise SystemExit(f"no active model (shipped under ml/artifacts/: {names}); pass --artifact DIR")
         say(f"model {model_version.name} ({model_version.architecture}); {source}")
         say(f"database {os.environ['DATABASE_URL']}, broker {os.environ['CELERY_BROKER_URL']}")
         case = _bench_case(stack)
