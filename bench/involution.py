@@ -59,9 +59,9 @@ def _layers():
             return ops.reshape(output, (batch, out_h, out_w, self.channels))
 
     keras.utils.set_random_seed(0)
-    # random (not identity) kernel weights, so the comparison exercises every offset
-    ours = Involution(KERNEL, STRIDE, GROUPS, identity_init=False)
-    reference = PatchInvolution(KERNEL, STRIDE, GROUPS, identity_init=False)
+    # the plain formulation with random weights, so the comparison exercises every offset
+    ours = Involution(KERNEL, STRIDE, GROUPS, residual_kernel=False)
+    reference = PatchInvolution(KERNEL, STRIDE, GROUPS, residual_kernel=False)
     return ours, reference
 
 

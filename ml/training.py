@@ -87,6 +87,7 @@ class TrainConfig:
     roi: str | tuple[float, float, float, float] | None = "auto"  # "auto": from yolo_labels/ of train
     name: str | None = None
     version: str = "1"
+    jit_compile: bool | str = "auto"  # Keras default: XLA where every layer supports it
     max_train_seconds: float | None = None  # stop after the epoch that passes it; best weights kept
     overwrite: bool = False
 
@@ -226,6 +227,7 @@ def _compile(model: keras.Model, config: TrainConfig, steps_per_epoch: int) -> N
         loss=losses,
         loss_weights=loss_weights,
         metrics=metrics,
+        jit_compile=config.jit_compile,
     )
 
 

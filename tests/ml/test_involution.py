@@ -31,6 +31,9 @@ def _numpy_involution(layer: Involution, x: np.ndarray) -> np.ndarray:
     reduced = pooled @ reduce_w
     reduced = np.maximum(gamma * (reduced - mean) / np.sqrt(var + layer.reduce_norm.epsilon) + beta, 0)
     kernel = (reduced @ span_w + span_b).reshape(batch, out_h, out_w, k * k, g)
+    if layer.residual_kernel:
+        kernel = np.tanh(kernel)
+        kernel[:, :, :, (k // 2) * k + k // 2] += 1.0
 
     pad_top, _ = _same_padding(height, k, s)
     pad_left, _ = _same_padding(width, k, s)
@@ -55,7 +58,7 @@ def _numpy_involution(layer: Involution, x: np.ndarray) -> np.ndarray:
 def test_involution_matches_numpy_reference(kernel_size, stride, groups, shape):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    layer = Involution(kernel_size, stride, groups, reduction_ratio=2, identity_init=False)
+    layer = Involution(kernel_size, stride, groups, reduction_ratio=2, residual_kernel=False)
     x = rng.standard_normal(shape).astype("float32")
     layer(x)
     norm = layer.reduce_norm
@@ -69,10 +72,24 @@ def test_involution_matches_numpy_reference(kernel_size, stride, groups, shape):
     np.testing.assert_allclose(result, expected, atol=1e-4)
 
 
-def test_identity_initialisation_starts_as_the_identity():
+def test_residual_kernel_starts_as_the_identity_and_matches_numpy():
+    keras.utils.set_random_seed(3)
+    rng = np.random.default_rng(3)
+    layer = Involution(3, 1, 2, reduction_ratio=2)
+    x = rng.standard_normal((2, 6, 5, 8)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x, training=False)), x, atol=1e-6)
+
+    layer.span.kernel.assign(rng.standard_normal(layer.span.kernel.shape).astype("float32"))
+    layer.span.bias.assign(rng.standard_normal(layer.span.bias.shape).astype("float32"))
+
+    expected = _numpy_involution(layer, x)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x, training=False)), expected, atol=1e-4)
+
+
+def test_plain_kernel_is_not_the_identity():
     x = np.random.default_rng(2).standard_normal((2, 6, 6, 8)).astype("float32")
 
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(Involution(3, 1, 2)(x)), x, atol=1e-6)
+    assert np.abs(keras.ops.convert_to_numpy(Involution(3, 1, 2, residual_kernel=False)(x)) - x).max() > 0.1
 
 
 def test_involution_accepts_any_input_size():
@@ -87,7 +104,7 @@ def test_involution_accepts_any_input_size():
 def test_involution_save_load_round_trip_gives_identical_predictions(tmp_path):
     keras.utils.set_random_seed(1)
     inputs = keras.Input((None, None, 4))
-    x = Involution(3, 1, 2, identity_init=False, name="inv")(inputs)
+    x = Involution(3, 1, 2, residual_kernel=False, name="inv")(inputs)
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(x))
     images = np.random.default_rng(1).random((3, 10, 10, 4)).astype("float32")
     model.save(tmp_path / "model.keras")
