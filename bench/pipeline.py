@@ -173,6 +173,8 @@ def _use_artifact(stack: ExitStack, artifact: Path) -> ModelVersion:
     def restore() -> None:
         if previous is not None:
             model_version_activate(model_version=previous)
+        else:
+            ModelVersion.objects.filter(pk=model_version.pk).update(is_active=False)
         if not existed:
             ModelVersion.objects.filter(pk=model_version.pk).delete()
 
