@@ -58,7 +58,7 @@ def _validation_metrics(artifact_dir: Path, card: dict) -> dict:
     metrics_path = artifact_dir / "metrics.json"
     if metrics_path.is_file():
         return json.loads(metrics_path.read_text())
-    return card.get("validation_metrics", {})
+    return card.get("validation_metrics") or {}
 
 
 @transaction.atomic
@@ -97,7 +97,8 @@ def register_shipped_models() -> list[ModelVersion]:
     registered = [
         model_version_register(artifact_dir=card.parent)
         for card in sorted(SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json"))
-        if (card.parent / "model.keras").is_file()
+        # A folder training is still writing is hidden (".name.partial") until it is complete.
+        if not card.parent.name.startswith(".") and (card.parent / "model.keras").is_file()
     ]
     if not ModelVersion.objects.filter(is_active=True).exists():
         preferred = [mv for mv in registered if mv.architecture == DEFAULT_ACTIVE_ARCHITECTURE]

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ml import registry
+from ml.models import ModelVersion
+from tests.factories import ModelVersionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def write_artifact(folder, name: str, architecture: str) -> None:
+    folder.mkdir(parents=True)
+    (folder / "model.keras").write_bytes(b"weights")
+    card = {
+        "name": name,
+        "architecture": architecture,
+        "input_size": 64,
+        "threshold": 0.4,
+        "parameters": 10,
+        "created_at": "2026-11-26T12:00:00+00:00",
+        "validation_metrics": None,
+    }
+    (folder / "model_card.json").write_text(json.dumps(card))
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "SHIPPED_ARTIFACTS_DIR", tmp_path)
+    ModelVersion.objects.all().delete()
+    write_artifact(tmp_path / "vgg-a", "vgg-a", "vgg")
+    write_artifact(tmp_path / "invgg-a", "invgg-a", "invgg")
+    write_artifact(tmp_path / ".invgg-b.partial", "invgg-b", "invgg")
+    return tmp_path
+
+
+def test_shipped_models_are_registered_with_invgg_active(shipped):
+    registry.register_shipped_models()
+    assert set(ModelVersion.objects.values_list("name", flat=True)) == {"vgg-a", "invgg-a"}
+    active = ModelVersion.objects.get(is_active=True)
+    assert active.name == "invgg-a"
+    assert active.threshold == 0.4 and active.metrics == {} and active.trained_at is not None
+
+
+def test_registering_again_keeps_the_chosen_active_model(shipped):
+    chosen = ModelVersionFactory(is_active=True)
+    registry.register_shipped_models()
+    registry.register_shipped_models()
+    assert ModelVersion.objects.get(is_active=True) == chosen
+    assert ModelVersion.objects.filter(name="invgg-a").count() == 1
+
+
+def test_a_folder_without_a_card_is_not_an_artifact(tmp_path):
+    with pytest.raises(registry.RegistryError, match="not a model artifact"):
+        registry.model_version_register(artifact_dir=tmp_path)
