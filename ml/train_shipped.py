@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--stem-stride", type=int, default=2)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--max-minutes", type=float, default=None)
@@ -38,6 +39,7 @@ def main() -> None:
         epochs=args.epochs,
         image_size=args.image_size,
         width=args.width,
+        stem_stride=args.stem_stride,
         patience=args.patience,
         seed=args.seed,
         max_train_seconds=args.max_minutes * 60 if args.max_minutes else None,
