@@ -66,6 +66,10 @@ LIMITATIONS = [
 ]
 
 
+# Settings that are paths, top-level card keys or recorded elsewhere in the card (roi: preprocessing).
+CARD_EXCLUDED_SETTINGS = ("output_dir", "overwrite", "roi", "name", "version")
+
+
 @dataclass
 class TrainConfig:
     arch: str
@@ -334,7 +338,7 @@ def train(config: TrainConfig, dataset: Dataset, *, log: Callable[[str], None] =
             "outputs": {"ddd": "probability of DDD", "discs": list(DISC_NAMES) if use_discs else None},
             "data": dataset.summary(),
             "training": {
-                **{k: v for k, v in asdict(config).items() if k not in ("output_dir", "overwrite", "roi")},
+                **{k: v for k, v in asdict(config).items() if k not in CARD_EXCLUDED_SETTINGS},
                 "epochs_run": len(history["loss"]),
                 "best_epoch": best_epoch,
                 "optimizer": "AdamW, cosine decay",
