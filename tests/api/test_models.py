@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from ml.models import ModelVersion
 from tests.api.conftest import assert_error
 from tests.factories import ModelVersionFactory
 
 
 def test_models_lists_versions_and_the_active_one(api):
+    ModelVersion.objects.all().delete()  # the shipped models, registered on migrate
     ModelVersionFactory(name="vgg-1", architecture="vgg")
     ModelVersionFactory(name="invgg-1", is_active=True)
     body = api.get("/api/v1/models/").json()

@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import json
 
+from ml.models import ModelVersion
 from tests.factories import ModelVersionFactory, PredictionFactory, png_bytes
 
 
 def test_models_page_shows_the_active_model_card_metrics_plots_and_override_rate(client, clinician, tmp_path):
     (tmp_path / "model_card.json").write_text(json.dumps({"name": "invgg-1", "dataset": "Sudirman T2"}))
     (tmp_path / "roc_curve.png").write_bytes(png_bytes())
+    ModelVersion.objects.update(is_active=False)  # a shipped model may be active after migrate
     model = ModelVersionFactory(
         name="invgg-1", artifact_path=str(tmp_path), is_active=True, metrics={"auc": 0.91}
     )
