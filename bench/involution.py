@@ -6,11 +6,14 @@ so outputs must agree to float tolerance.
 
 Setup: batch 16, 32 channels, 4 groups, K=3, stride 1, float32, on the CPU. Time: forward + backward
 (gradients w.r.t. input and weights) under ``tf.function(jit_compile=True)``, the same XLA compilation
-Keras ``fit`` uses by default (``jit_compile="auto"``); median of --repeats runs after two warm-ups.
+Keras ``fit`` uses by default (``jit_compile="auto"``, as in ``ml.training``); median of --repeats runs
+after two warm-ups. ``--no-jit`` compares plain graphs: XLA fuses the reference's patch extraction into
+the multiply-and-sum, so the patch tensor is only materialised without it.
 Memory: TensorFlow reports no allocator statistics on the CPU, so each variant and size runs in a fresh
-subprocess that resets the kernel's peak-RSS counter (``/proc/self/clear_refs``) after compilation and
-warm-up, runs one step, and reports peak RSS (``VmHWM``) minus RSS before that step: the extra resident
-memory of one training step, in MB.
+subprocess that builds the layer and input, then runs one compiled forward+backward step and reports
+peak RSS (``VmHWM`` in /proc/self/status) minus RSS before that step, in MB. It includes XLA compilation
+(tens of MB for either variant); later steps reuse the allocator's cached memory, so measuring after a
+warm-up would hide the difference.
 
     python bench/involution.py [--sizes 64 128 256] [--json]
 """
@@ -29,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 BATCH, CHANNELS, GROUPS, KERNEL, STRIDE = 16, 32, 4, 3, 1
-SETUP = f"batch {BATCH}, {CHANNELS} channels, {GROUPS} groups, K={KERNEL}, stride {STRIDE}, float32, CPU, XLA"
+SETUP = f"batch {BATCH}, {CHANNELS} channels, {GROUPS} groups, K={KERNEL}, stride {STRIDE}, float32, CPU"
 
 
 def _layers():
@@ -65,10 +68,13 @@ def _layers():
     return ours, reference
 
 
+JIT = "--no-jit" not in sys.argv
+
+
 def _step_function(layer):
     import tensorflow as tf
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=JIT)
     def step(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -120,15 +126,13 @@ def _rss_kb(field: str) -> int:
 
 
 def measure_memory(variant: str, size: int) -> float:
-    """Run in a fresh process: extra resident MB of one compiled forward+backward step."""
+    """Run in a fresh process: peak resident MB added by the first compiled forward+backward step."""
     ours, reference = _layers()
     layer = ours if variant == "ours" else reference
     x = _inputs(size)
+    layer(x[:1, :8, :8])
     step = _step_function(layer)
-    step(x)
-    step(x)
     before = _rss_kb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")
     output, grads = step(x)
     _ = [g.numpy() for g in grads]
     return (_rss_kb("VmHWM") - before) / 1024.0
@@ -136,7 +140,7 @@ def measure_memory(variant: str, size: int) -> float:
 
 def _memory_in_subprocess(variant: str, size: int) -> float:
     completed = subprocess.run(
-        [sys.executable, __file__, "--memory-child", variant, str(size)],
+        [sys.executable, __file__, "--memory-child", variant, str(size), *([] if JIT else ["--no-jit"])],
         capture_output=True,
         text=True,
         check=True,
@@ -151,6 +155,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object keyed by size")
+    parser.add_argument(
+        "--no-jit", action="store_true", help="plain tf.function graphs instead of XLA (training's default)"
+    )
     parser.add_argument("--memory-child", nargs=2, metavar=("VARIANT", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -173,9 +180,10 @@ def main() -> None:
                 flush=True,
             )
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps({"setup": SETUP, "xla": JIT, **results}))
     else:
-        print(f"setup: {SETUP}; time = median forward+backward; memory = peak RSS growth of one step")
+        mode = "XLA" if JIT else "no XLA"
+        print(f"setup: {SETUP}, {mode}; time = median forward+backward; memory = peak RSS growth, first step")
 
 
 if __name__ == "__main__":
