@@ -26,6 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--image-size", type=int, default=160, help="Model input size in pixels.")
         parser.add_argument("--batch-size", type=int, default=16)
         parser.add_argument("--width", type=int, default=16, help="Channels of the first block.")
+        parser.add_argument("--stem-stride", type=int, default=2, help="Stride of the first convolution.")
         parser.add_argument("--seed", type=int, default=20240601)
         parser.add_argument(
             "--output", help="Artifact folder to create (default: var/artifacts/<arch>-<time>)."
@@ -36,7 +37,7 @@ class Command(BaseCommand):
         from ml.data import load_folder
         from ml.training import TrainConfig, train
 
-        for name in ("epochs", "image_size", "batch_size", "width"):
+        for name in ("epochs", "image_size", "batch_size", "width", "stem_stride"):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be a positive number.")
         if options["image_size"] < 32:
@@ -55,6 +56,7 @@ class Command(BaseCommand):
             image_size=options["image_size"],
             batch_size=options["batch_size"],
             width=options["width"],
+            stem_stride=options["stem_stride"],
             seed=options["seed"],
         )
         try:
