@@ -47,6 +47,19 @@ def load_classifier_from(artifact_dir: Path):
         raise CommandError(f"Cannot load the model in {artifact_dir}: {exc}") from exc
 
 
+def evaluate_artifact(artifact_dir: Path, samples, stdout):
+    """The classifier of an artifact folder and its metrics on ``samples``, unreadable files reported."""
+    from ml.evaluation import evaluate
+
+    classifier = load_classifier_from(artifact_dir)
+    try:
+        result = evaluate(classifier, samples)
+    except MLError as exc:
+        raise CommandError(str(exc)) from exc
+    report_unreadable(stdout, result.unreadable)
+    return classifier, result
+
+
 def load_samples(data_dir: str, split: str | None):
     from ml.data import load_folder
 

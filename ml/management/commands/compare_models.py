@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from ml.errors import MLError
 from ml.management.commands._shared import (
-    load_classifier_from,
+    evaluate_artifact,
     load_samples,
     metrics_table,
     report_unreadable,
@@ -22,19 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--split", help="Only the rows of labels.csv in this split (e.g. val).")
 
     def handle(self, *args, model_a: str, model_b: str, data: str, split: str | None, **options):
-        from ml.evaluation import evaluate
-
         artifact_dirs = [resolve_artifact_dir(model_a), resolve_artifact_dir(model_b)]
         dataset, samples = load_samples(data, split)
         report_unreadable(self.stdout, dataset.unreadable)
         columns = {}
         for artifact_dir in artifact_dirs:
-            classifier = load_classifier_from(artifact_dir)
-            try:
-                result = evaluate(classifier, samples)
-            except MLError as exc:
-                raise CommandError(str(exc)) from exc
-            report_unreadable(self.stdout, result.unreadable)
+            classifier, result = evaluate_artifact(artifact_dir, samples, self.stdout)
             name = (
                 classifier.name if classifier.name not in columns else f"{classifier.name} ({artifact_dir})"
             )

@@ -3,11 +3,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from ml.errors import MLError
 from ml.management.commands._shared import (
-    load_classifier_from,
+    evaluate_artifact,
     load_samples,
     metrics_table,
     report_unreadable,
@@ -27,17 +26,10 @@ class Command(BaseCommand):
         parser.add_argument("--json", dest="json_path", help="Write the metrics to this JSON file.")
 
     def handle(self, *args, model: str, data: str, split: str | None, json_path: str | None, **options):
-        from ml.evaluation import evaluate
-
         artifact_dir = resolve_artifact_dir(model)
         dataset, samples = load_samples(data, split)
         report_unreadable(self.stdout, dataset.unreadable)
-        classifier = load_classifier_from(artifact_dir)
-        try:
-            result = evaluate(classifier, samples)
-        except MLError as exc:
-            raise CommandError(str(exc)) from exc
-        report_unreadable(self.stdout, result.unreadable)
+        classifier, result = evaluate_artifact(artifact_dir, samples, self.stdout)
         metrics = result.report.to_dict()
         metrics["unreadable"] = len(dataset.unreadable) + len(result.unreadable)
         self.stdout.write(f"{classifier.name} on {data}{f' (split {split})' if split else ''}:")
