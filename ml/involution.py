@@ -2,7 +2,7 @@
 
 Unlike a convolution, the kernel is generated per pixel from that pixel's own features and shared across
 the channels of a group. The kernel is applied by accumulating over the K*K offsets with shifted slices of
-the padded input, so no (B, H, W, K*K, C) patch tensor is ever built: memory stays O(B * H * W * C).
+the padded input, so no (B, H, W, K*K*C) patch tensor is ever built: memory stays O(B * H * W * C).
 
 Padding follows TensorFlow's "SAME" convention for every input size, so the output equals that of
 implementations built on ``extract_patches(..., padding="same")`` (see ``bench/involution.py``).
@@ -94,37 +94,33 @@ class Involution(layers.Layer):
     def call(self, inputs, training=None):
         k, s, g = self.kernel_size, self.stride, self.groups
         group_channels = self.channels // g
+        # (B, H, W, C) -> (B, H', W', K*K*G), laid out offset-major: tap t of group j is t * G + j
         kernel = self._kernel(inputs, training=training)
-        shape = ops.shape(kernel)
-        batch, out_h, out_w = shape[0], shape[1], shape[2]
-        # (B, H', W', K*K*G) -> (B, H', W', K*K, G, 1)
-        kernel = ops.reshape(kernel, (batch, out_h, out_w, k * k, g, 1))
-
-        # TensorFlow "SAME": pad_total = (out - 1) * s + K - size, the smaller half before. The input is
-        # padded once by the largest possible amount and each axis starts at its own offset.
-        max_before = (k - 1) // 2
-        start_h = max_before - ops.maximum((out_h - 1) * s + k - ops.shape(inputs)[1], 0) // 2
-        start_w = max_before - ops.maximum((out_w - 1) * s + k - ops.shape(inputs)[2], 0) // 2
-        after = k - 1 + s
+        in_shape, out_shape = ops.shape(inputs), ops.shape(kernel)
+        out_h, out_w = out_shape[1], out_shape[2]
+        # TensorFlow "SAME" padding; the input is padded once by the largest possible amount and each
+        # axis starts at its own offset. Python ints when the size is static, tensors otherwise.
+        start_h = _same_start(in_shape[1], out_h, k, s)
+        start_w = _same_start(in_shape[2], out_w, k, s)
+        before, after = (k - 1) // 2, k - 1 + s
         # (B, H, W, C) -> (B, H + (K-1)/2 + K - 1 + s, W + (K-1)/2 + K - 1 + s, C)
-        padded = ops.pad(inputs, ((0, 0), (max_before, after), (max_before, after), (0, 0)))
-        padded_shape = ops.shape(padded)
-        # (B, Hp, Wp, C) -> (B, Hp, Wp, G, C/G)
-        padded = ops.reshape(padded, (batch, padded_shape[1], padded_shape[2], g, group_channels))
+        padded = ops.pad(inputs, ((0, 0), (before, after), (before, after), (0, 0)))
 
         output = None
         for dy in range(k):
             for dx in range(k):
-                # (B, Hp, Wp, G, C/G) -> (B, H', W', G, C/G): the input pixels under kernel offset (dy, dx)
+                tap = dy * k + dx
                 top, left = start_h + dy, start_w + dx
+                # (B, Hp, Wp, C) -> (B, H', W', C): the input pixels under kernel offset (dy, dx)
                 shifted = padded[
                     :, top : top + (out_h - 1) * s + 1 : s, left : left + (out_w - 1) * s + 1 : s
                 ]
-                # (B, H', W', G, C/G) * (B, H', W', G, 1) -> (B, H', W', G, C/G)
-                term = shifted * kernel[:, :, :, dy * k + dx]
+                # (B, H', W', G) -> (B, H', W', C): each group's weight repeated over its channels. Kept
+                # 4-D on purpose: a (..., G, C/G) * (..., G, 1) broadcast is 3x slower under XLA on the CPU.
+                weight = ops.repeat(kernel[..., tap * g : (tap + 1) * g], group_channels, axis=-1)
+                term = shifted * weight
                 output = term if output is None else output + term
-        # (B, H', W', G, C/G) -> (B, H', W', C)
-        return ops.reshape(output, (batch, out_h, out_w, self.channels))
+        return output
 
     def compute_output_shape(self, input_shape):
         def scaled(size):
@@ -145,3 +141,11 @@ class Involution(layers.Layer):
             }
         )
         return config
+
+
+def _same_start(size, out, kernel_size: int, stride: int):
+    """Index of the first tap in an input padded by (K-1)//2: TensorFlow puts the smaller half before."""
+    total = (out - 1) * stride + kernel_size - size
+    if isinstance(total, int):
+        return (kernel_size - 1) // 2 - max(total, 0) // 2
+    return (kernel_size - 1) // 2 - ops.maximum(total, 0) // 2

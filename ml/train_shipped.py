@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--stem-stride", type=int, default=2)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=20240601)
+    parser.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     parser.add_argument("--max-minutes", type=float, default=None)
+    parser.add_argument("--artifacts", type=Path, default=ARTIFACTS, help="parent folder of the artifact")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
     dataset = load_folder(args.data)
@@ -35,12 +37,13 @@ def main() -> None:
         print(f"unreadable: {unreadable.path}: {unreadable.reason}")
     config = TrainConfig(
         arch=args.arch,
-        output_dir=ARTIFACTS / args.name,
+        output_dir=args.artifacts / args.name,
         epochs=args.epochs,
         image_size=args.image_size,
         width=args.width,
         stem_stride=args.stem_stride,
         patience=args.patience,
+        learning_rate=args.learning_rate,
         seed=args.seed,
         max_train_seconds=args.max_minutes * 60 if args.max_minutes else None,
         overwrite=args.overwrite,
