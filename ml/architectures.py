@@ -22,6 +22,10 @@ DISC_NAMES = ("L3L4", "L4L5", "L5S1")
 # A few hundred training images give ~20 steps per epoch: the Keras default (0.99) leaves the moving
 # statistics, and so every validation score, meaningless for the first ten epochs.
 BN_MOMENTUM = 0.9
+# The involution kernel generator squeezes C channels to C/4 (RedNet's ratio, for C >= 64); at the narrow
+# widths trained here that leaves 2-4 features to generate every kernel from, so the ratio shrinks until
+# the generator sees at least this many.
+MIN_KERNEL_FEATURES = 8
 
 
 def _block_widths(width: int, n_blocks: int, max_width_multiplier: int) -> list[int]:
@@ -58,12 +62,16 @@ def _invgg_body(
             x = _norm_relu(x, f"block{b}_expand")
             channels = new_channels
         groups = max(channels // group_channels, 1)
+        if channels % groups:
+            raise ArchitectureError(
+                f"invgg: {channels} channels cannot be split into groups of {group_channels} channels"
+            )
         for i in range(1, depth + 1):
             name = f"block{b}_inv{i}"
             x = Involution(
                 kernel_size=kernel_size,
                 groups=groups,
-                reduction_ratio=4,
+                reduction_ratio=max(1, min(4, channels // MIN_KERNEL_FEATURES)),
                 norm_momentum=BN_MOMENTUM,
                 name=name,
             )(x)
@@ -95,8 +103,8 @@ def build_model(
     """
     if arch not in ARCHITECTURES:
         raise ArchitectureError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    if width < 1 or stem_stride < 1 or not blocks or any(depth < 1 for depth in blocks):
-        raise ArchitectureError("width and every block depth must be positive")
+    if width < 1 or stem_stride < 1 or group_channels < 1 or not blocks or any(d < 1 for d in blocks):
+        raise ArchitectureError("width, stem stride, group channels and every block depth must be positive")
     if not 0.0 <= dropout < 1.0:
         raise ArchitectureError("dropout must be in [0, 1)")
     widths = _block_widths(width, len(blocks), max_width_multiplier)

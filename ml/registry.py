@@ -93,17 +93,23 @@ def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
 
 
 def register_shipped_models() -> list[ModelVersion]:
-    """Register every artifact under ml/artifacts/; activate the shipped INVGG if nothing is active."""
+    """Register every artifact under ml/artifacts/. If no model is active, or the active one's model file
+    is gone, activate the shipped INVGG (the last by name, so the newest version when several ship)."""
     registered = [
         model_version_register(artifact_dir=card.parent)
         for card in sorted(SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json"))
         # A folder training is still writing is hidden (".name.partial") until it is complete.
         if not card.parent.name.startswith(".") and (card.parent / "model.keras").is_file()
     ]
-    if not ModelVersion.objects.filter(is_active=True).exists():
+    active = ModelVersion.objects.filter(is_active=True).first()
+    if active is not None and not (artifact_dir_for(active) / "model.keras").is_file():
+        # e.g. a shipped version replaced by its successor: nothing could be classified with it
+        logger.warning("Active model %s has no model file any more; activating a shipped one", active.name)
+        active = None
+    if active is None:
         preferred = [mv for mv in registered if mv.architecture == DEFAULT_ACTIVE_ARCHITECTURE]
         if preferred:
-            model_version_activate(model_version=preferred[0])
+            model_version_activate(model_version=preferred[-1])
     return registered
 
 

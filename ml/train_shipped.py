@@ -25,6 +25,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=16)
     parser.add_argument("--stem-stride", type=int, default=2)
+    parser.add_argument("--group-channels", type=int, default=TrainConfig.group_channels)
     parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
@@ -42,6 +43,7 @@ def main() -> None:
         image_size=args.image_size,
         width=args.width,
         stem_stride=args.stem_stride,
+        group_channels=args.group_channels,
         patience=args.patience,
         learning_rate=args.learning_rate,
         seed=args.seed,

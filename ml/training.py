@@ -80,6 +80,7 @@ class TrainConfig:
     seed: int = 20240601
     width: int = 16
     stem_stride: int = 2
+    group_channels: int = 8  # invgg: channels sharing one generated kernel
     dropout: float = 0.3
     learning_rate: float = 2e-3
     weight_decay: float = 1e-3
@@ -287,6 +288,7 @@ def train(config: TrainConfig, dataset: Dataset, *, log: Callable[[str], None] =
         config.image_size,
         width=config.width,
         stem_stride=config.stem_stride,
+        group_channels=config.group_channels,
         dropout=config.dropout,
         disc_outputs=use_discs,
     )

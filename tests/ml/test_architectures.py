@@ -33,6 +33,16 @@ def test_invgg_has_two_blocks_of_two_then_three_blocks_of_three_involutions():
     assert sum(layer.name.endswith("_pool") for layer in model.layers) == 5
 
 
+def test_invgg_kernel_generators_see_at_least_eight_features_and_groups_follow_group_channels():
+    model = build_model("invgg", 64, width=8, group_channels=4)
+
+    # widths 8, 16, 32, 64, 64: reduction ratios 1, 2, 4, 4, 4
+    first, last = model.get_layer("block1_inv1"), model.get_layer("block5_inv3")
+    assert (first.reduction_ratio, first.groups) == (1, 2)
+    assert (last.reduction_ratio, last.groups) == (4, 16)
+    assert first.reduce.filters == 8 and last.reduce.filters == 16
+
+
 @pytest.mark.parametrize("arch", ["vgg", "invgg"])
 def test_models_give_probabilities_for_any_input_size_with_disc_outputs(arch):
     model = build_model(arch, None, width=4, disc_outputs=True, stem_stride=2)
@@ -48,3 +58,8 @@ def test_invgg_needs_far_fewer_parameters_than_vgg_of_the_same_width():
     invgg, vgg = build_model("invgg", 64, width=16), build_model("vgg", 64, width=16)
 
     assert invgg.count_params() * 5 < vgg.count_params()
+
+
+def test_invgg_refuses_widths_that_do_not_split_into_groups():
+    with pytest.raises(ArchitectureError, match="groups of 2 channels"):
+        build_model("invgg", 32, width=9, group_channels=2)

@@ -101,6 +101,21 @@ def test_involution_accepts_any_input_size():
         assert tuple(output.shape) == (1, -(-height // 2), -(-width // 2), 8)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_involution_in_a_graph_with_unknown_size_matches_eager(stride):
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(4)
+    layer = Involution(3, stride, 2, residual_kernel=False)
+    graph = tf.function(
+        lambda x: layer(x, training=False), input_signature=[tf.TensorSpec((None, None, None, 4), tf.float32)]
+    )
+
+    for height, width in [(7, 10), (12, 9)]:
+        x = np.random.default_rng(height).standard_normal((2, height, width, 4)).astype("float32")
+        np.testing.assert_allclose(graph(x).numpy(), keras.ops.convert_to_numpy(layer(x)), atol=1e-6)
+
+
 def test_involution_save_load_round_trip_gives_identical_predictions(tmp_path):
     keras.utils.set_random_seed(1)
     inputs = keras.Input((None, None, 4))

@@ -44,12 +44,20 @@ def test_shipped_models_are_registered_with_invgg_active(shipped):
     assert active.threshold == 0.4 and active.metrics == {} and active.trained_at is not None
 
 
-def test_registering_again_keeps_the_chosen_active_model(shipped):
-    chosen = ModelVersionFactory(is_active=True)
+def test_registering_again_keeps_the_chosen_active_model(shipped, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("trained") / "chosen"
+    write_artifact(elsewhere, "chosen", "vgg")
+    chosen = ModelVersionFactory(is_active=True, artifact_path=str(elsewhere))
     registry.register_shipped_models()
     registry.register_shipped_models()
     assert ModelVersion.objects.get(is_active=True) == chosen
     assert ModelVersion.objects.filter(name="invgg-a").count() == 1
+
+
+def test_an_active_model_whose_file_is_gone_gives_way_to_the_shipped_invgg(shipped):
+    ModelVersionFactory(name="invgg-old", is_active=True, artifact_path=str(shipped / "removed"))
+    registry.register_shipped_models()
+    assert ModelVersion.objects.get(is_active=True).name == "invgg-a"
 
 
 def test_a_folder_without_a_card_is_not_an_artifact(tmp_path):

@@ -27,6 +27,9 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, default=16)
         parser.add_argument("--width", type=int, default=16, help="Channels of the first block.")
         parser.add_argument("--stem-stride", type=int, default=2, help="Stride of the first convolution.")
+        parser.add_argument(
+            "--group-channels", type=int, default=8, help="INVGG: channels sharing one generated kernel."
+        )
         parser.add_argument("--seed", type=int, default=20240601)
         parser.add_argument(
             "--output", help="Artifact folder to create (default: var/artifacts/<arch>-<time>)."
@@ -37,7 +40,7 @@ class Command(BaseCommand):
         from ml.data import load_folder
         from ml.training import TrainConfig, train
 
-        for name in ("epochs", "image_size", "batch_size", "width", "stem_stride"):
+        for name in ("epochs", "image_size", "batch_size", "width", "stem_stride", "group_channels"):
             if options[name] < 1:
                 raise CommandError(f"--{name.replace('_', '-')} must be a positive number.")
         if options["image_size"] < 32:
@@ -57,6 +60,7 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             width=options["width"],
             stem_stride=options["stem_stride"],
+            group_channels=options["group_channels"],
             seed=options["seed"],
         )
         try:
