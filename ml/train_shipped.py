@@ -1,4 +1,9 @@
-"""Reproduce the shipped models: ``python -m ml.train_shipped --arch invgg --name invgg-v1``.
+"""Reproduce the shipped models from the repository root::
+
+    python -m ml.train_shipped --arch invgg --name invgg-v2 --image-size 64 --width 8 --stem-stride 1 \
+        --group-channels 4 --epochs 45 --patience 45
+    python -m ml.train_shipped --arch vgg --name vgg-v1 --image-size 128 --width 16 --stem-stride 2 \
+        --epochs 30 --patience 10
 
 Runs from the repository root without Django; the ``train_model`` management command wraps the same
 ``ml.training.train``.
