@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -44,8 +45,6 @@ class Classifier:
 
     model: keras.Model
     card: dict
-    _forward: object = field(default=None, init=False, repr=False)
-    _gradcam: object = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_artifact(cls, path: str | Path) -> Classifier:
@@ -103,14 +102,14 @@ class Classifier:
             batch = []
             for image in images[start : start + chunk]:
                 batch.extend(tta_inputs(image, spec, tta) if tta else [preprocess(image, spec)])
-            scores = _main_output(self._compiled_forward()(np.stack(batch)))
+            scores = _main_output(self._forward(np.stack(batch)))
             probabilities.extend(float(p) for p in scores.reshape(-1, per_image).mean(axis=1))
         return probabilities
 
     def explain(self, image: np.ndarray) -> np.ndarray:
         """Grad-CAM heatmap in [0, 1] for the DDD output, with the same height and width as ``image``."""
         spec = self.spec
-        cam = self._compiled_gradcam()(preprocess(image, spec)[np.newaxis]).numpy()
+        cam = self._gradcam(preprocess(image, spec)[np.newaxis]).numpy()
         cam = cam / cam.max() if cam.max() > 0 else np.zeros_like(cam)
         return _cam_to_image(cam.astype(np.float32), np.asarray(image).shape[:2], spec)
 
@@ -118,38 +117,34 @@ class Classifier:
         # (B, H, W, 1) with any batch size, so the graph is traced once
         return [tf.TensorSpec((None, *self.model.input_shape[1:]), tf.float32)]
 
-    def _compiled_forward(self):
-        if self._forward is None:
-            model = self.model
-            self._forward = tf.function(
-                lambda x: model(x, training=False),
-                input_signature=self._input_signature(),
-                jit_compile=False,
-            )
-        return self._forward
+    @cached_property
+    def _forward(self):
+        model = self.model
+        return tf.function(
+            lambda x: model(x, training=False), input_signature=self._input_signature(), jit_compile=False
+        )
 
-    def _compiled_gradcam(self):
-        if self._gradcam is None:
-            layer_name = self.card.get("gradcam_layer", "features")
-            try:
-                features_layer = self.model.get_layer(layer_name)
-            except ValueError as exc:
-                raise ArtifactError(f"model has no layer {layer_name!r} for Grad-CAM") from exc
-            grad_model = keras.Model(
-                self.model.inputs, [features_layer.output, self.model.get_layer("ddd").output]
-            )
+    @cached_property
+    def _gradcam(self):
+        layer_name = self.card.get("gradcam_layer", "features")
+        try:
+            features_layer = self.model.get_layer(layer_name)
+        except ValueError as exc:
+            raise ArtifactError(f"model has no layer {layer_name!r} for Grad-CAM") from exc
+        grad_model = keras.Model(
+            self.model.inputs, [features_layer.output, self.model.get_layer("ddd").output]
+        )
 
-            def gradcam(x):
-                with tf.GradientTape() as tape:
-                    features, outputs = grad_model(x, training=False)
-                    score = tf.reshape(outputs, (-1,))[0]
-                # (1, h, w, C) -> (C,): channel importance = spatially averaged gradient
-                weights = tf.reduce_mean(tape.gradient(score, features), axis=(0, 1, 2))
-                # (1, h, w, C) . (C,) -> (h, w)
-                return tf.nn.relu(tf.tensordot(features[0], weights, axes=1))
+        def gradcam(x):
+            with tf.GradientTape() as tape:
+                features, outputs = grad_model(x, training=False)
+                score = tf.reshape(outputs, (-1,))[0]
+            # (1, h, w, C) -> (C,): channel importance = spatially averaged gradient
+            weights = tf.reduce_mean(tape.gradient(score, features), axis=(0, 1, 2))
+            # (1, h, w, C) . (C,) -> (h, w)
+            return tf.nn.relu(tf.tensordot(features[0], weights, axes=1))
 
-            self._gradcam = tf.function(gradcam, input_signature=self._input_signature(), jit_compile=False)
-        return self._gradcam
+        return tf.function(gradcam, input_signature=self._input_signature(), jit_compile=False)
 
 
 def _cam_to_image(cam: np.ndarray, shape: tuple[int, int], spec: PreprocessSpec) -> np.ndarray:
