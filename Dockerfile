@@ -3,6 +3,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
+# Runtime packages only: the test and lint ones (requirements-dev.txt) stay out of the image.
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 

@@ -41,9 +41,12 @@ def patient_list(*, user: AbstractBaseUser, search: str = "") -> QuerySet[Patien
         if not user_is_clinician(user):
             return queryset.none()
         queryset = queryset.filter(Q(created_by=user) | Q(cases__owner=user)).distinct()
-    if search:
-        queryset = queryset.filter(Q(identifier__icontains=search) | Q(name__icontains=search))
-    return queryset
+    return patient_search(queryset=queryset, search=search) if search else queryset
+
+
+def patient_search(*, queryset: QuerySet[Patient], search: str) -> QuerySet[Patient]:
+    """Patients whose identifier or name contains the text; shared by the patients page and the API filter."""
+    return queryset.filter(Q(identifier__icontains=search) | Q(name__icontains=search))
 
 
 def patient_get(*, user: AbstractBaseUser, pk: int) -> Patient:

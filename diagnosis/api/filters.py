@@ -1,60 +1,152 @@
-"""Query parameters for lists, validated like any other input: a bad value is a 400, never a 500."""
+"""Query parameters for lists, validated like any other input: a bad value is a 400, never a 500.
+django-filter checks them with a form; DjangoFilterBackend raises its errors as a ValidationError, which
+diagnosis.api.errors answers in the API's error shape."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+import django_filters
+from django import forms
+from django.core.exceptions import ValidationError
+from django_filters.constants import EMPTY_VALUES
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from diagnosis.models import Case, Patient, Prediction, Scan
+from diagnosis.selectors import patient_search
+from ml.models import ModelVersion
 
 # Ids beyond a signed 64-bit integer overflow the database driver, so they are refused up front.
 MAX_ID = 2**63 - 1
-DATE_FORMATS = ["iso-8601", "%Y-%m-%d"]
 
 
 def id_field(**kwargs) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
 
 
-def ordering_field(*names: str) -> serializers.ChoiceField:
-    choices = [option for name in names for option in (name, f"-{name}")]
-    return serializers.ChoiceField(
-        choices=choices, required=False, help_text="Sort by this field; a leading '-' sorts descending."
-    )
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_ID})
+class IdFilter(django_filters.NumberFilter):
+    """A database id: a whole number (NumberFilter alone would take decimals) within the database's range."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, min_value=1, max_value=MAX_ID, **kwargs)
 
 
-class ListFilterSerializer(serializers.Serializer):
-    """`lookups` maps a parameter to its queryset lookup; `orderings` maps an ordering name to a field."""
+class StrictNullBooleanField(forms.NullBooleanField):
+    """Django's NullBooleanField reads a word it does not know as "no filter"; here a typo is a 400. The
+    words are the ones DRF's BooleanField takes in request bodies."""
 
-    lookups: dict[str, str] = {}
-    orderings: dict[str, str] = {}
+    widget = forms.TextInput
 
-    created_after = serializers.DateTimeField(
-        required=False, input_formats=DATE_FORMATS, help_text="Created at or after (ISO 8601 date or time)."
-    )
-    created_before = serializers.DateTimeField(
-        required=False, input_formats=DATE_FORMATS, help_text="Created at or before (ISO 8601 date or time)."
-    )
+    def to_python(self, value):
+        if value in self.empty_values or value in serializers.BooleanField.NULL_VALUES:
+            return None
+        if value in serializers.BooleanField.TRUE_VALUES:
+            return True
+        if value in serializers.BooleanField.FALSE_VALUES:
+            return False
+        raise ValidationError("Must be true or false.", code="invalid")
 
-    def validate(self, attrs: dict) -> dict:
-        after, before = attrs.get("created_after"), attrs.get("created_before")
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictNullBooleanField
+
+
+class Ordering(django_filters.OrderingFilter):
+    """Ties are broken by id in the same direction, so that pages of a sorted list never overlap."""
+
+    def __init__(self, *fields: str) -> None:
+        super().__init__(fields=fields, help_text="Sort by this field; a leading '-' sorts descending.")
+
+    def filter(self, qs, value):
+        ordering = [self.get_ordering_value(param) for param in value or [] if param not in EMPTY_VALUES]
+        if not ordering:
+            return qs
+        return qs.order_by(*ordering, "-pk" if ordering[0].startswith("-") else "pk")
+
+
+class PeriodForm(forms.Form):
+    def clean(self) -> dict:
+        cleaned_data = super().clean()
+        after, before = cleaned_data.get("created_after"), cleaned_data.get("created_before")
         if after and before and after > before:
-            raise serializers.ValidationError({"created_before": ["Must not be before created_after."]})
-        return attrs
-
-    def filter(self, queryset: QuerySet) -> QuerySet:
-        data = self.validated_data
-        conditions = {lookup: data[name] for name, lookup in self.lookups.items() if name in data}
-        queryset = queryset.filter(**conditions)
-        if "ordering" in data:
-            descending = data["ordering"].startswith("-")
-            field = self.orderings[data["ordering"].lstrip("-")]
-            queryset = queryset.order_by(f"-{field}" if descending else field, "-pk" if descending else "pk")
-        return queryset
+            self.add_error("created_before", "Must not be before created_after.")
+        return cleaned_data
 
 
-def filtered(serializer_class: type[ListFilterSerializer], request, queryset: QuerySet) -> QuerySet:
-    filters = serializer_class(data=request.query_params)
-    filters.is_valid(raise_exception=True)
-    return filters.filter(queryset)
+def created_period(field_name: str) -> tuple[django_filters.DateTimeFilter, django_filters.DateTimeFilter]:
+    """`created_after` and `created_before` on the field that says when a row of this list was created."""
+    return (
+        django_filters.DateTimeFilter(
+            field_name=field_name, lookup_expr="gte", help_text="Created at or after (ISO 8601 date or time)."
+        ),
+        django_filters.DateTimeFilter(
+            field_name=field_name,
+            lookup_expr="lte",
+            help_text="Created at or before (ISO 8601 date or time).",
+        ),
+    )
+
+
+class PatientFilter(django_filters.FilterSet):
+    search = django_filters.CharFilter(
+        method="filter_search", max_length=100, help_text="Identifier or name."
+    )
+    created_after, created_before = created_period("created_at")
+    ordering = Ordering("identifier", "name", "created_at")
+
+    class Meta:
+        model = Patient
+        fields: list[str] = []
+        form = PeriodForm
+
+    def filter_search(self, queryset, name: str, value: str):
+        return patient_search(queryset=queryset, search=value)
+
+
+class CaseFilter(django_filters.FilterSet):
+    patient = IdFilter(field_name="patient_id")
+    created_after, created_before = created_period("created_at")
+    ordering = Ordering("created_at", "updated_at", "status")
+
+    class Meta:
+        model = Case
+        fields = ["status"]
+        form = PeriodForm
+
+
+class ScanFilter(django_filters.FilterSet):
+    created_after, created_before = created_period("uploaded_at")
+    ordering = Ordering("uploaded_at", "original_name")
+
+    class Meta:
+        model = Scan
+        fields: list[str] = []
+        form = PeriodForm
+
+
+class PredictionFilter(django_filters.FilterSet):
+    patient = IdFilter(field_name="scan__case__patient_id")
+    case = IdFilter(field_name="scan__case_id")
+    created_after, created_before = created_period("queued_at")
+    ordering = Ordering("queued_at", "finished_at", "probability", "status")
+
+    class Meta:
+        model = Prediction
+        fields = ["status"]
+        form = PeriodForm
+
+
+class ModelVersionFilter(django_filters.FilterSet):
+    is_active = BooleanFilter()
+    created_after, created_before = created_period("created_at")
+    ordering = Ordering("name", "created_at", "trained_at")
+
+    class Meta:
+        model = ModelVersion
+        fields: list[str] = []
+        form = PeriodForm
 
 
 class IdConverter:

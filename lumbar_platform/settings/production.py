@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from lumbar_platform.env import env_bool, env_int, env_list, env_required
-
 from .base import *  # noqa: F403
-from .base import MIDDLEWARE
+from .base import env
 
-# Static files are served by the application server itself, compressed and cache-busted.
-MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDDLEWARE[1:]]
+# Static files are served by WhiteNoise (base MIDDLEWARE) from what collectstatic wrote, compressed and
+# cache-busted.
+WHITENOISE_USE_FINDERS = False
 
 DEBUG = False
-SECRET_KEY = env_required("SECRET_KEY")
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
-if not ALLOWED_HOSTS:
-    env_required("ALLOWED_HOSTS")
+# No defaults: a missing or blank value stops the start with "Set the ... environment variable".
+SECRET_KEY = env.str("SECRET_KEY")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", cast=str.strip)
 
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -22,8 +20,8 @@ STORAGES = {
 }
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
-SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = True
 SECURE_CONTENT_TYPE_NOSNIFF = True

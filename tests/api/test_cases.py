@@ -35,6 +35,8 @@ def test_cases_list_filters_by_status_patient_and_date(api, clinician):
     )
     assert_error(api.get("/api/v1/cases/", {"status": "lost"}), 400, "status")
     assert_error(api.get("/api/v1/cases/", {"patient": "-1"}), 400, "patient")
+    assert_error(api.get("/api/v1/cases/", {"patient": "1.5"}), 400, "patient")
+    assert_error(api.get("/api/v1/cases/", {"patient": str(2**63)}), 400, "patient")
 
 
 def test_case_detail_updates_status_and_notes(api, case):

@@ -15,3 +15,4 @@ def test_models_lists_versions_and_the_active_one(api):
         "vgg-1"
     ]
     assert_error(api.get("/api/v1/models/", {"ordering": "threshold"}), 400, "ordering")
+    assert_error(api.get("/api/v1/models/", {"is_active": "maybe"}), 400, "is_active")

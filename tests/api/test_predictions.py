@@ -28,6 +28,7 @@ def test_predictions_list_filters_by_status(api, prediction, case):
     done = api.get("/api/v1/predictions/", {"status": "done"}).json()["results"]
     assert [item["id"] for item in done] == [prediction.pk]
     assert_error(api.get("/api/v1/predictions/", {"status": "finished"}), 400, "status")
+    assert_error(api.get("/api/v1/predictions/", {"case": "first"}), 400, "case")
 
 
 def test_prediction_rerun_queues_a_new_prediction_with_the_named_model(api, prediction):

@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from lumbar_platform.settings.base import env
 from tests.conftest import REPO_ROOT
 
 
@@ -23,6 +27,12 @@ def test_production_refuses_to_start_without_secret_key():
     result = manage("check", ALLOWED_HOSTS="lumbar.example.org")
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_start_with_a_blank_secret_key():
+    result = manage("check", SECRET_KEY="  ", ALLOWED_HOSTS="lumbar.example.org")
+    assert result.returncode != 0
+    assert "Set the SECRET_KEY environment variable" in result.stderr
 
 
 def test_production_refuses_to_start_without_allowed_hosts():
@@ -54,3 +64,60 @@ def test_production_debug_is_off_even_if_asked():
         DEBUG="1",
     )
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_typo_in_debug_stops_the_start():
+    result = manage("check", SECRET_KEY="k" * 60, ALLOWED_HOSTS="h", DEBUG="ture")
+    assert result.returncode != 0
+    assert "DEBUG='ture' is not a valid value" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["maybe", "ture", "2", "enabled"])
+def test_env_bool_refuses_a_word_that_is_not_a_boolean(monkeypatch, value):
+    monkeypatch.setenv("LUMBAR_TEST_FLAG", value)
+    with pytest.raises(ImproperlyConfigured, match="LUMBAR_TEST_FLAG"):
+        env.bool("LUMBAR_TEST_FLAG", default=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("Yes", True), (" on ", True), ("false", False), ("0", False), ("off", False)],
+)
+def test_env_bool_reads_the_usual_words(monkeypatch, value, expected):
+    monkeypatch.setenv("LUMBAR_TEST_FLAG", value)
+    assert env.bool("LUMBAR_TEST_FLAG", default=not expected) is expected
+
+
+def test_env_int_refuses_a_value_that_is_not_a_number(monkeypatch):
+    monkeypatch.setenv("LUMBAR_TEST_NUMBER", "50MB")
+    with pytest.raises(ImproperlyConfigured, match="LUMBAR_TEST_NUMBER='50MB'"):
+        env.int("LUMBAR_TEST_NUMBER", default=1)
+
+
+def test_a_blank_variable_gets_its_default(monkeypatch):
+    monkeypatch.setenv("LUMBAR_TEST_NUMBER", " ")
+    assert env.int("LUMBAR_TEST_NUMBER", default=7) == 7
+
+
+def test_a_blank_required_variable_is_refused(monkeypatch):
+    monkeypatch.setenv("LUMBAR_TEST_SECRET", "")
+    with pytest.raises(ImproperlyConfigured, match="Set the LUMBAR_TEST_SECRET environment variable"):
+        env.str("LUMBAR_TEST_SECRET")
+
+
+def test_lists_are_comma_separated_and_trimmed(monkeypatch):
+    monkeypatch.setenv("LUMBAR_TEST_HOSTS", "lumbar.example.org, 10.0.0.5")
+    assert env.list("LUMBAR_TEST_HOSTS", cast=str.strip) == ["lumbar.example.org", "10.0.0.5"]
+
+
+def test_cache_url_names_redis_or_a_file_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("LUMBAR_TEST_CACHE", "redis://127.0.0.1:6379/1")
+    assert env.cache_url("LUMBAR_TEST_CACHE") == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/1",
+    }
+    monkeypatch.delenv("LUMBAR_TEST_CACHE")
+    assert env.cache_url("LUMBAR_TEST_CACHE", default=f"filecache://{tmp_path}") == {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(tmp_path),
+    }
