@@ -3,15 +3,13 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, register_converter
 
 from diagnosis.api.filters import IdConverter
-from diagnosis.forms import AdminLoginForm
-from diagnosis.views import LoginView
 
 register_converter(IdConverter, "id")
-admin.site.login_form = AdminLoginForm
+handler500 = "lumbar_platform.views.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/login/", LoginView.as_view(), name="login"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),

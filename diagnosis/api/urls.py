@@ -1,5 +1,7 @@
+from csp.constants import SELF
+from csp.decorators import csp_replace
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from diagnosis.api import views
 
@@ -7,6 +9,8 @@ app_name = "api"
 
 urlpatterns = [
     path("v1/auth/token/", views.TokenObtainApi.as_view(), name="token"),
+    path("v1/auth/logout/", views.TokenLogoutApi.as_view(), name="logout"),
+    path("v1/auth/logout-all/", views.TokenLogoutAllApi.as_view(), name="logout-all"),
     path("v1/patients/", views.PatientListApi.as_view(), name="patient-list"),
     path("v1/patients/<id:pk>/", views.PatientDetailApi.as_view(), name="patient-detail"),
     path("v1/cases/", views.CaseListApi.as_view(), name="case-list"),
@@ -21,6 +25,14 @@ urlpatterns = [
     path("v1/predictions/<id:pk>/review/", views.PredictionReviewApi.as_view(), name="prediction-review"),
     path("v1/models/", views.ModelVersionListApi.as_view(), name="model-list"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # The split view serves Swagger UI's start-up script from its own URL (docs/?script) instead of inline,
+    # which the Content-Security-Policy would block; Swagger UI's stylesheet draws its icons as data: images.
+    path(
+        "docs/",
+        csp_replace({"img-src": [SELF, "data:"]})(
+            SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api/swagger_ui.html")
+        ),
+        name="docs",
+    ),
     re_path(r"^.*$", views.NotFoundApi.as_view(), name="not-found"),
 ]

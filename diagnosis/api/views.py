@@ -3,11 +3,13 @@ present with an output serializer. Errors leave through diagnosis.api.errors."""
 
 from __future__ import annotations
 
+from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import QuerySet
+from django_filters import FilterSet
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.authtoken.models import Token
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -16,8 +18,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from diagnosis.api.authentication import TokenAuthentication
 from diagnosis.api.errors import error_response
-from diagnosis.api.filters import ListFilterSerializer, id_field, ordering_field
+from diagnosis.api.filters import (
+    CaseFilter,
+    ModelVersionFilter,
+    PatientFilter,
+    PredictionFilter,
+    ScanFilter,
+    id_field,
+)
 from diagnosis.api.pagination import Pagination
 from diagnosis.api.serializers import (
     CaseOutputSerializer,
@@ -29,7 +39,6 @@ from diagnosis.api.serializers import (
     ScanUploadOutputSerializer,
 )
 from diagnosis.errors import NotFound
-from diagnosis.forms import LoginForm
 from diagnosis.models import Case, Patient, Prediction, Review
 from diagnosis.selectors import (
     case_get,
@@ -41,6 +50,7 @@ from diagnosis.selectors import (
     scan_get,
     scan_list,
 )
+from diagnosis.services.accounts import token_create, token_revoke, token_revoke_all
 from diagnosis.services.cases import case_create, case_update
 from diagnosis.services.patients import patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
@@ -73,19 +83,24 @@ def validated(serializer_class: type[serializers.Serializer], data, **kwargs) ->
     return serializer.validated_data
 
 
-# A paginated, filtered and ordered list; the subclass supplies the queryset and its FilterSerializer.
+# A paginated, filtered and ordered list; the subclass supplies the rows (from a selector) and a FilterSet.
 class ListApi(GenericAPIView):
     pagination_class = Pagination
-    FilterSerializer: type[ListFilterSerializer]
+    filter_backends = [DjangoFilterBackend]
+    filterset_class: type[FilterSet]
     OutputSerializer: type[serializers.Serializer]
+
+    @property
+    def queryset(self) -> QuerySet:
+        # drf-spectacular finds the filters' types through the view's model; the rows a user gets always
+        # come from a selector, scoped to that user.
+        return self.filterset_class._meta.model.objects.none()
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return self.OutputSerializer
 
     def list_response(self, request: Request, queryset: QuerySet) -> Response:
-        filters = self.FilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        page = self.paginate_queryset(filters.filter(queryset))
+        page = self.paginate_queryset(self.filter_queryset(queryset))
         data = self.OutputSerializer(page, many=True, context={"request": request}).data
         return self.get_paginated_response(data)
 
@@ -106,6 +121,8 @@ BINARY = OpenApiTypes.BINARY
 # Authentication ------------------------------------------------------------------------------------------
 
 
+# Axes counts each failure: the form passes the request on to `authenticate`. Once the account or the
+# address is locked out, axes' middleware answers 429 in the error shape (diagnosis.lockout).
 class TokenObtainApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -116,6 +133,7 @@ class TokenObtainApi(APIView):
 
     class TokenOutputSerializer(serializers.Serializer):
         token = serializers.CharField()
+        expiry = serializers.DateTimeField(help_text="When the token stops working (ISO 8601).")
 
     @extend_schema(
         request=TokenInputSerializer,
@@ -125,18 +143,36 @@ class TokenObtainApi(APIView):
             429: OpenApiResponse(ErrorSerializer, description="Too many failed attempts."),
         },
         auth=[],
-        summary="Exchange a username and password for an API token",
+        summary="Exchange a username and password for an API token that expires",
+        description="Failed attempts are counted per account and per address; too many within the window "
+        "lock log-ins out (429) until it has passed.",
     )
     def post(self, request: Request) -> Response:
         credentials = validated(self.TokenInputSerializer, request.data)
-        form = LoginForm(request._request, data=credentials)
+        form = AuthenticationForm(request._request, data=credentials)
         if not form.is_valid():
             messages = [str(message) for message in form.non_field_errors()]
-            if form.rate_limited:
-                return error_response(messages[0], {}, status.HTTP_429_TOO_MANY_REQUESTS)
             return error_response("Unable to log in with these credentials.", {"non_field_errors": messages})
-        token, _ = Token.objects.get_or_create(user=form.get_user())
-        return Response({"token": token.key})
+        return Response(self.TokenOutputSerializer(token_create(user=form.get_user())).data)
+
+
+class TokenLogoutApi(APIView):
+    # Only a token names the token to end; a browser session ends at /accounts/logout/.
+    authentication_classes = [TokenAuthentication]
+
+    @extend_schema(
+        request=None, responses={204: None, **errors(401)}, summary="End the token of this request"
+    )
+    def post(self, request: Request) -> Response:
+        token_revoke(token=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenLogoutAllApi(APIView):
+    @extend_schema(request=None, responses={204: None, **errors(401, 403)}, summary="End all your API tokens")
+    def post(self, request: Request) -> Response:
+        token_revoke_all(user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # Patients ------------------------------------------------------------------------------------------------
@@ -151,19 +187,11 @@ class PatientInputSerializer(serializers.Serializer):
 
 class PatientListApi(ListApi):
     OutputSerializer = PatientOutputSerializer
+    filterset_class = PatientFilter
 
-    class FilterSerializer(ListFilterSerializer):
-        search = serializers.CharField(required=False, max_length=100, help_text="Identifier or name.")
-        ordering = ordering_field("identifier", "name", "created_at")
-        lookups = {"created_after": "created_at__gte", "created_before": "created_at__lte"}
-        orderings = {"identifier": "identifier", "name": "name", "created_at": "created_at"}
-
-    @extend_schema(
-        parameters=[FilterSerializer], responses={200: PatientOutputSerializer(many=True), **errors(400, 401)}
-    )
+    @extend_schema(responses={200: PatientOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
-        search = validated(self.FilterSerializer, request.query_params).get("search", "")
-        return self.list_response(request, patient_list(user=request.user, search=search))
+        return self.list_response(request, patient_list(user=request.user))
 
     @extend_schema(
         request=PatientInputSerializer, responses={201: PatientOutputSerializer, **errors(400, 401, 403)}
@@ -194,27 +222,14 @@ class PatientDetailApi(APIView):
 
 class CaseListApi(ListApi):
     OutputSerializer = CaseOutputSerializer
-
-    class FilterSerializer(ListFilterSerializer):
-        status = serializers.ChoiceField(choices=Case.Status.choices, required=False)
-        patient = id_field(required=False)
-        ordering = ordering_field("created_at", "updated_at", "status")
-        lookups = {
-            "status": "status",
-            "patient": "patient_id",
-            "created_after": "created_at__gte",
-            "created_before": "created_at__lte",
-        }
-        orderings = {"created_at": "created_at", "updated_at": "updated_at", "status": "status"}
+    filterset_class = CaseFilter
 
     class CaseCreateInputSerializer(serializers.Serializer):
         patient = id_field()
         clinical_question = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
         notes = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
-    @extend_schema(
-        parameters=[FilterSerializer], responses={200: CaseOutputSerializer(many=True), **errors(400, 401)}
-    )
+    @extend_schema(responses={200: CaseOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
         return self.list_response(request, case_list(user=request.user))
 
@@ -255,24 +270,15 @@ class CaseDetailApi(APIView):
 # Scans ---------------------------------------------------------------------------------------------------
 
 
-class ScanFilterSerializer(ListFilterSerializer):
-    ordering = ordering_field("uploaded_at", "original_name")
-    lookups = {"created_after": "uploaded_at__gte", "created_before": "uploaded_at__lte"}
-    orderings = {"uploaded_at": "uploaded_at", "original_name": "original_name"}
-
-
 class CaseScanListApi(ListApi):
     OutputSerializer = ScanOutputSerializer
-    FilterSerializer = ScanFilterSerializer
+    filterset_class = ScanFilter
     parser_classes = [MultiPartParser, FormParser]
 
     class ScanUploadInputSerializer(serializers.Serializer):
         file = serializers.FileField(allow_empty_file=True, help_text="A PNG, JPEG or DICOM image.")
 
-    @extend_schema(
-        parameters=[ScanFilterSerializer],
-        responses={200: ScanOutputSerializer(many=True), **errors(400, 401, 404)},
-    )
+    @extend_schema(responses={200: ScanOutputSerializer(many=True), **errors(400, 401, 404)})
     def get(self, request: Request, pk: int) -> Response:
         case = case_get(user=request.user, pk=pk)
         return self.list_response(request, scan_list(user=request.user).filter(case=case))
@@ -284,10 +290,12 @@ class CaseScanListApi(ListApi):
                 ScanUploadOutputSerializer, description="A new scan, its prediction queued."
             ),
             200: OpenApiResponse(
-                ScanUploadOutputSerializer, description="These bytes were already uploaded."
+                ScanUploadOutputSerializer,
+                description="These bytes were already uploaded (a stored file gone missing is restored).",
             ),
             **errors(400, 401, 404),
             415: OpenApiResponse(ErrorSerializer, description="Not a multipart upload."),
+            503: OpenApiResponse(ErrorSerializer, description="No database at the moment; nothing stored."),
         },
     )
     def post(self, request: Request, pk: int) -> Response:
@@ -327,30 +335,9 @@ class ScanFileApi(APIView):
 
 class PredictionListApi(ListApi):
     OutputSerializer = PredictionOutputSerializer
+    filterset_class = PredictionFilter
 
-    class FilterSerializer(ListFilterSerializer):
-        status = serializers.ChoiceField(choices=Prediction.Status.choices, required=False)
-        patient = id_field(required=False)
-        case = id_field(required=False)
-        ordering = ordering_field("queued_at", "finished_at", "probability", "status")
-        lookups = {
-            "status": "status",
-            "patient": "scan__case__patient_id",
-            "case": "scan__case_id",
-            "created_after": "queued_at__gte",
-            "created_before": "queued_at__lte",
-        }
-        orderings = {
-            "queued_at": "queued_at",
-            "finished_at": "finished_at",
-            "probability": "probability",
-            "status": "status",
-        }
-
-    @extend_schema(
-        parameters=[FilterSerializer],
-        responses={200: PredictionOutputSerializer(many=True), **errors(400, 401)},
-    )
+    @extend_schema(responses={200: PredictionOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
         queryset = prediction_list(user=request.user).select_related("requested_model", "review__reviewer")
         return self.list_response(request, queryset)
@@ -431,22 +418,9 @@ class PredictionReviewApi(APIView):
 
 class ModelVersionListApi(ListApi):
     OutputSerializer = ModelVersionOutputSerializer
+    filterset_class = ModelVersionFilter
 
-    class FilterSerializer(ListFilterSerializer):
-        is_active = serializers.BooleanField(required=False, allow_null=True, default=None)
-        ordering = ordering_field("name", "created_at", "trained_at")
-        lookups = {"created_after": "created_at__gte", "created_before": "created_at__lte"}
-        orderings = {"name": "name", "created_at": "created_at", "trained_at": "trained_at"}
-
-        def filter(self, queryset: QuerySet) -> QuerySet:
-            if self.validated_data.get("is_active") is not None:
-                queryset = queryset.filter(is_active=self.validated_data["is_active"])
-            return super().filter(queryset)
-
-    @extend_schema(
-        parameters=[FilterSerializer],
-        responses={200: ModelVersionOutputSerializer(many=True), **errors(400, 401)},
-    )
+    @extend_schema(responses={200: ModelVersionOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
         return self.list_response(request, ModelVersion.objects.order_by("-is_active", "name"))
 

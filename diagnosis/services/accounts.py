@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.sessions.models import Session
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
+from knox.models import AuthToken
 
 from diagnosis.errors import ApplicationError
 from diagnosis.models import CLINICIANS_GROUP
@@ -35,3 +41,37 @@ def clinician_create(*, username: str, password: str, email: str = "") -> Abstra
     group, _ = Group.objects.get_or_create(name=CLINICIANS_GROUP)
     user.groups.add(group)
     return user
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expiry: datetime
+
+
+def token_create(*, user: AbstractBaseUser) -> IssuedToken:
+    """A new API token; only its digest is stored, so this is the one time the token itself is seen."""
+    instance, token = AuthToken.objects.create(user=user)
+    return IssuedToken(token=token, expiry=instance.expiry)
+
+
+def token_revoke(*, token: AuthToken) -> None:
+    token.delete()
+
+
+def token_revoke_all(*, user: AbstractBaseUser) -> int:
+    deleted, _ = AuthToken.objects.filter(user=user).delete()
+    return deleted
+
+
+def session_end_all(*, user: AbstractBaseUser) -> int:
+    """End the user's web sessions. The database keeps sessions unindexed by user, so each live one is
+    decoded: fine for the rare deactivation this serves, not for every request."""
+    user_id = str(user.pk)
+    ended = [
+        session.pk
+        for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator()
+        if session.get_decoded().get("_auth_user_id") == user_id
+    ]
+    Session.objects.filter(pk__in=ended).delete()
+    return len(ended)

@@ -11,11 +11,10 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 
-from tests.api.conftest import done_prediction
-from tests.factories import ModelVersionFactory, PredictionFactory, ScanFactory
+from diagnosis.services.accounts import token_create
+from tests.factories import ModelVersionFactory, PredictionFactory, ScanFactory, done_prediction
 
 
 def _openapi() -> dict:
@@ -33,7 +32,7 @@ def api_headers(clinician) -> dict[str, str]:
     prediction = done_prediction(clinician)
     PredictionFactory(scan=ScanFactory(case=prediction.scan.case))
     ModelVersionFactory(name="vgg-fuzz", architecture="vgg")
-    return {"Authorization": f"Token {Token.objects.create(user=clinician).key}"}
+    return {"Authorization": f"Token {token_create(user=clinician).token}"}
 
 
 @pytest.fixture

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.sessions.models import Session
+from django.test import Client
 from django.urls import reverse
+from knox.models import AuthToken
 
 from diagnosis.models import Prediction
+from diagnosis.services.accounts import token_create
 from tests.factories import ModelVersionFactory, PredictionFactory
 
 pytestmark = pytest.mark.django_db
@@ -56,3 +60,46 @@ def test_admin_is_closed_to_clinicians(client, clinician):
     client.force_login(clinician)
     response = client.get(reverse("admin:diagnosis_case_changelist"))
     assert response.status_code == 302
+
+
+def test_admin_password_change_ends_the_users_api_tokens(client, staff, clinician):
+    token_create(user=clinician)
+    client.force_login(staff)
+    url = reverse("admin:auth_user_password_change", args=[clinician.pk])
+    new = {
+        "password1": "lumbar-disc-9-review",
+        "password2": "lumbar-disc-9-review",
+        "usable_password": "true",
+    }
+    assert client.post(url, new).status_code == 302
+    clinician.refresh_from_db()
+    assert clinician.check_password("lumbar-disc-9-review")
+    assert not AuthToken.objects.filter(user=clinician).exists()
+
+
+def test_admin_deactivation_ends_the_users_api_tokens_and_sessions(client, staff, clinician):
+    token_create(user=clinician)
+    session = Client()
+    session.force_login(clinician)
+    client.force_login(staff)
+    url = reverse("admin:auth_user_change", args=[clinician.pk])
+    edit = {
+        "username": clinician.username,
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "08:00:00",
+        "groups": [group.pk for group in clinician.groups.all()],
+    }
+    assert client.post(url, edit).status_code == 302
+    clinician.refresh_from_db()
+    assert not clinician.is_active
+    assert not AuthToken.objects.filter(user=clinician).exists()
+    assert not Session.objects.filter(session_key=session.session.session_key).exists()
+
+
+def test_admin_lists_login_failures_and_tokens(client, staff, clinician):
+    Client().post("/accounts/login/", {"username": clinician.username, "password": "wrong"})
+    token_create(user=clinician)
+    client.force_login(staff)
+    failures = client.get(reverse("admin:axes_accessattempt_changelist"))
+    assert failures.status_code == 200 and clinician.username.encode() in failures.content
+    assert client.get(reverse("admin:knox_authtoken_changelist")).status_code == 200

@@ -1,16 +1,15 @@
 from __future__ import annotations
 
-import pytest
-from django.test import Client
+import io
 
+from django.core.management import call_command
+from django.test import Client
+from knox.models import AuthToken
+
+from diagnosis.services.accounts import token_create
 from tests.factories import ClinicianFactory
 
 PASSWORD = "correct-horse-battery"
-
-
-@pytest.fixture(autouse=True)
-def isolated_cache(settings):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 
 def test_login_page_logs_in_and_redirects_to_the_worklist(client, clinician):
@@ -27,27 +26,48 @@ def test_login_page_shows_an_error_for_a_wrong_password(client, clinician):
     assert b"Please enter a correct username and password" in response.content
 
 
-def test_login_page_is_rate_limited_per_username_and_address(client, clinician):
-    for _ in range(5):
-        client.post("/accounts/login/", {"username": clinician.username, "password": "wrong"})
-    blocked = client.post("/accounts/login/", {"username": clinician.username, "password": PASSWORD})
-    assert blocked.status_code == 429
-    assert b"Too many failed log-in attempts" in blocked.content
-    other_address = Client(REMOTE_ADDR="10.1.2.3")
-    ok = other_address.post("/accounts/login/", {"username": clinician.username, "password": PASSWORD})
-    assert ok.status_code == 302
-    other_user = ClinicianFactory()
-    assert (
-        client.post("/accounts/login/", {"username": other_user.username, "password": PASSWORD}).status_code
-        == 302
+def login(client: Client, user, password: str = PASSWORD, address: str = "127.0.0.1"):
+    return client.post(
+        "/accounts/login/", {"username": user.username, "password": password}, REMOTE_ADDR=address
     )
 
 
-def test_admin_login_shares_the_rate_limit(client, staff):
+def assert_locked_out(response) -> None:
+    assert response.status_code == 429
+    assert b"Too many failed log-in attempts. Wait 5 minutes and try again." in response.content
+    assert b"<h1>Log-in locked</h1>" in response.content
+
+
+def test_login_page_locks_the_account_after_failures_from_any_mix_of_addresses(client, clinician):
+    for number in range(4):
+        assert login(client, clinician, "wrong", address=f"10.0.0.{number}").status_code == 200
+    assert_locked_out(login(client, clinician, "wrong", address="10.0.0.4"))
+    assert_locked_out(login(Client(), clinician, address="10.9.9.9"))
+    assert login(client, ClinicianFactory(), address="10.0.0.1").status_code == 302
+
+
+def test_login_page_locks_the_address_after_failures_at_any_mix_of_accounts(client, clinician):
     for _ in range(5):
+        login(client, ClinicianFactory(), "wrong", address="10.1.1.1")
+    assert_locked_out(login(client, clinician, address="10.1.1.1"))
+    assert login(Client(), clinician, address="10.2.2.2").status_code == 302
+
+
+def test_admin_login_shares_the_lockout_and_its_page(client, staff):
+    for _ in range(3):
         client.post("/admin/login/", {"username": staff.username, "password": "wrong"})
-    blocked = client.post("/admin/login/", {"username": staff.username, "password": PASSWORD})
-    assert blocked.status_code == 200 and b"Too many failed log-in attempts" in blocked.content
+    for _ in range(2):
+        client.post("/api/v1/auth/token/", {"username": staff.username, "password": "wrong"})
+    assert_locked_out(client.post("/admin/login/", {"username": staff.username, "password": PASSWORD}))
+    assert_locked_out(login(client, staff))
+
+
+def test_axes_reset_lifts_a_lockout(client, clinician):
+    for _ in range(5):
+        login(client, clinician, "wrong")
+    assert_locked_out(login(client, clinician))
+    call_command("axes_reset", stdout=io.StringIO())
+    assert login(client, clinician).status_code == 302
 
 
 def test_login_page_enforces_csrf(clinician):
@@ -84,3 +104,37 @@ def test_pages_require_login(client):
         assert response.status_code in (302, 401, 403)
         if response.status_code == 302:
             assert response["Location"].startswith("/accounts/login/")
+
+
+def test_password_change_page_ends_api_tokens_and_other_sessions(client, clinician):
+    token_create(user=clinician)
+    elsewhere = Client()
+    elsewhere.force_login(clinician)
+    client.force_login(clinician)
+    new = {
+        "old_password": PASSWORD,
+        "new_password1": "lumbar-disc-9-review",
+        "new_password2": "lumbar-disc-9-review",
+    }
+    assert client.post("/accounts/password/", new).status_code == 302
+    assert not AuthToken.objects.filter(user=clinician).exists()
+    assert client.get("/").status_code == 200
+    assert elsewhere.get("/").status_code == 302
+
+
+def test_logging_in_on_the_page_keeps_api_tokens(client, clinician):
+    token_create(user=clinician)
+    assert login(client, clinician).status_code == 302
+    assert AuthToken.objects.filter(user=clinician).count() == 1
+
+
+def test_deactivation_ends_web_sessions_for_good(client, clinician, other_clinician):
+    client.force_login(clinician)
+    other = Client()
+    other.force_login(other_clinician)
+    clinician.is_active = False
+    clinician.save()
+    clinician.is_active = True
+    clinician.save()
+    assert client.get("/")["Location"].startswith("/accounts/login/")
+    assert other.get("/").status_code == 200

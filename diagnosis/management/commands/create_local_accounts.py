@@ -37,3 +37,4 @@ class Command(BaseCommand):
             self.stdout.write(
                 "  the accounts exist; set a new password with: manage.py changepassword clinician"
             )
+        self.stdout.write("Locked out after failed log-ins? manage.py axes_reset lets everyone in again.")
