@@ -22,7 +22,7 @@ class InferenceError(Exception):
 class Outcome:
     label: str
     probability: float  # of DDD
-    input_sha256: str  # of the stored file the model read (the de-identified copy for DICOM)
+    input_sha256: str  # of the stored file the model read (the re-encoded or de-identified copy)
     preprocess_ms: float  # decoding the stored file into the grey view the model sees
     inference_ms: float  # Classifier.predict: the shared `preprocess` (and test-time variants), the model
     heatmap_png: bytes  # Grad-CAM overlay, the same size as the scan

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Paginator
@@ -23,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
 from diagnosis.errors import ApplicationError, NotFound, PermissionDenied
-from diagnosis.forms import CaseCreateForm, CaseEditForm, LoginForm, PatientForm, RerunForm, ReviewForm
+from diagnosis.forms import CaseCreateForm, CaseEditForm, PatientForm, RerunForm, ReviewForm
 from diagnosis.imaging import ImageRejected, load_model_view
 from diagnosis.models import Case, Prediction, Review, Scan
 from diagnosis.selectors import (
@@ -83,15 +82,14 @@ def _file_response(field_file: FieldFile, content_type: str, filename: str, as_a
         raise Http404("The file is missing.") from None
     response = FileResponse(handle, content_type=content_type, as_attachment=as_attachment, filename=filename)
     response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, no-store"
     return response
 
 
 def scan_file_response(scan: Scan) -> FileResponse:
     is_dicom = scan.format == Scan.Format.DICOM
-    return _file_response(
-        scan.file, SCAN_CONTENT_TYPES[scan.format], scan.original_name, as_attachment=is_dicom
-    )
+    # The uploaded name with the stored file's extension: a JPEG upload is stored as a PNG.
+    filename = f"{Path(scan.original_name).stem or 'scan'}{Path(scan.file.name).suffix}"
+    return _file_response(scan.file, SCAN_CONTENT_TYPES[scan.format], filename, as_attachment=is_dicom)
 
 
 def heatmap_response(prediction: Prediction) -> FileResponse:
@@ -120,29 +118,13 @@ def scan_preview(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("The scan cannot be shown.") from None
     buffer = io.BytesIO()
     Image.fromarray(view).save(buffer, format="PNG")
-    response = HttpResponse(buffer.getvalue(), content_type="image/png")
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return HttpResponse(buffer.getvalue(), content_type="image/png")
 
 
 @require_GET
 @clinician_page
 def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
     return heatmap_response(prediction_get(user=request.user, pk=pk))
-
-
-# Accounts ------------------------------------------------------------------------------------------------
-
-
-class LoginView(auth_views.LoginView):
-    authentication_form = LoginForm
-    redirect_authenticated_user = True
-
-    def form_invalid(self, form: LoginForm) -> HttpResponse:
-        response = super().form_invalid(form)
-        if form.rate_limited:
-            response.status_code = 429
-        return response
 
 
 # Worklist ------------------------------------------------------------------------------------------------
@@ -327,9 +309,7 @@ def case_status(request: HttpRequest, pk: int) -> JsonResponse:
         "case": {"id": case.pk, "status": case.status, "status_display": case.get_status_display()},
         "predictions": [_prediction_state(prediction) for prediction in predictions],
     }
-    response = JsonResponse(data)
-    response["Cache-Control"] = "no-store"
-    return response
+    return JsonResponse(data)
 
 
 def _wants_json(request: HttpRequest) -> bool:

@@ -91,3 +91,16 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     artifact_path = factory.LazyAttribute(lambda o: f"ml/artifacts/{o.name}")
     input_size = 64
     threshold = 0.5
+
+
+def done_prediction(owner, **kwargs) -> Prediction:
+    """A finished prediction with a heatmap, on a scan in a case the owner holds."""
+    scan = ScanFactory(case=CaseFactory(owner=owner))
+    return PredictionFactory(
+        scan=scan,
+        status="done",
+        label="ddd",
+        probability=0.8,
+        heatmap=ContentFile(png_bytes(value=200), name="heat.png"),
+        **kwargs,
+    )

@@ -1,21 +1,33 @@
-"""One error shape for the whole API: {"message": ..., "errors": {field: [messages]}} with a 4xx status."""
+"""One error shape for the whole API: {"message": ..., "errors": {field: [messages]}} with a 4xx status, and
+with a 500 for anything unexpected, whose message quotes the request id its logged traceback carries."""
 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import SuspiciousOperation
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
+from django.utils.log import log_response
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from diagnosis.errors import ApplicationError, NotFound, PermissionDenied
+from lumbar_platform.middleware import current_request_id
 
 
 def error_response(
     message: str, errors: dict | None = None, status_code: int = 400, headers=None
 ) -> Response:
     return Response({"message": message, "errors": errors or {}}, status=status_code, headers=headers)
+
+
+def server_error_body(request_id: str) -> dict:
+    """The body of every API 500, from a view (below) or from further out (lumbar_platform.views)."""
+    return {
+        "message": f"Something went wrong on our side; it has been logged as request {request_id}.",
+        "errors": {},
+    }
 
 
 def _as_field_errors(detail) -> dict:
@@ -40,6 +52,15 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApplicationError):
         set_rollback()
         return error_response(exc.message, exc.errors, status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is restarting or out of reach. Services write in one transaction (an upload removes
+        # its file when it fails), so nothing is half-written and the same request can simply be sent again.
+        return error_response(
+            "The database is unavailable; try again in a moment.",
+            {},
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            {"Retry-After": "5"},
+        )
     if isinstance(exc, SuspiciousOperation):
         # Too many fields or files, a request body over the limit: Django's own answer would be an HTML page.
         return error_response("The request is too large or malformed.", {}, status.HTTP_400_BAD_REQUEST)
@@ -48,7 +69,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     if not isinstance(exc, exceptions.APIException):
-        return None
+        return _server_error(exc, context["request"])
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
@@ -58,3 +79,13 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, exceptions.ValidationError):
         return error_response("The request is not valid.", _as_field_errors(exc.detail), exc.status_code)
     return error_response(str(exc.detail), {}, exc.status_code, headers)
+
+
+def _server_error(exc: Exception, request) -> Response:
+    """Answered here rather than left to Django, so the API stays JSON even with DEBUG on."""
+    set_rollback()
+    response = Response(server_error_body(current_request_id()), status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    # Django's own line for an unhandled exception, traceback included; it also keeps Django from logging
+    # the 500 a second time.
+    log_response("Internal Server Error: %s", request.path, response=response, request=request, exception=exc)
+    return response

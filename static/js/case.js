@@ -34,7 +34,7 @@
     field(element, "model").textContent = p.model_version;
     if (p.probability !== null) {
       field(element, "probability-wrap").hidden = false;
-      field(element, "bar").style.width = (p.probability * 100).toFixed(1) + "%";
+      field(element, "bar").value = p.probability;
       field(element, "probability").textContent = "P(DDD) " + p.probability.toFixed(2);
     }
     const error = field(element, "error");

@@ -48,23 +48,57 @@ def mri_samples() -> list[Path]:
     pytest.skip("No MRI sample: neither tests/data/sudirman_sample nor ../shared/data is present.")
 
 
+# Each document reports what its Content-Security-Policy blocked to the console, where the test collects it.
+REPORT_CSP_VIOLATIONS = """document.addEventListener("securitypolicyviolation", (event) => {
+    const blocked = event.blockedURI || "inline code";
+    console.error("CSP violation: " + event.violatedDirective + " blocked " + blocked);
+});"""
+
+
+@pytest.fixture(scope="session")
+def screenshots_folder() -> Path:
+    """Emptied once per run, so each test's screenshots sit beside the others'."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for stale in SCREENSHOTS.glob("*.png"):
+        stale.unlink()
+    return SCREENSHOTS
+
+
 @pytest.fixture
-def browser_page(monkeypatch):
+def browser_page(monkeypatch, screenshots_folder):
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is missing; install Debian's chromium package.")
     sync_api = pytest.importorskip("playwright.sync_api")
     # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes are still
     # plain synchronous calls, so Django's async-safety guard is lifted for this test only.
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for stale in SCREENSHOTS.glob("*.png"):
-        stale.unlink()
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.set_default_timeout(15_000)
+        page.add_init_script(REPORT_CSP_VIOLATIONS)
         yield page
         browser.close()
+
+
+@pytest.fixture
+def csp_violations(browser_page) -> list[str]:
+    """Console messages about the Content-Security-Policy: Chromium's own and those of the listener above."""
+    messages: list[str] = []
+
+    def collect(message) -> None:
+        if "Content Security Policy" in message.text or message.text.startswith("CSP violation"):
+            messages.append(message.text)
+
+    browser_page.on("console", collect)
+    return messages
+
+
+def log_in(page, base_url: str, username: str) -> None:
+    page.goto(f"{base_url}/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
 
 
 def shot(page, name: str) -> None:
@@ -72,7 +106,7 @@ def shot(page, name: str) -> None:
 
 
 def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
-    live_server, start_worker, active_model, browser_page
+    live_server, start_worker, active_model, browser_page, csp_violations
 ):
     from playwright.sync_api import expect
 
@@ -163,3 +197,21 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     page.set_viewport_size({"width": 390, "height": 844})
     page.go_back()
     shot(page, "11-worklist-phone")
+    assert csp_violations == []
+
+
+def test_api_docs_render_under_the_content_security_policy(live_server, browser_page, csp_violations):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    log_in(page, live_server.url, ClinicianFactory().username)
+    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+
+    page.goto(f"{live_server.url}/api/docs/")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("Lumbar platform API")
+    page.get_by_role("button", name="GET /api/v1/patients/", exact=False).first.click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    expect(page.locator(".live-responses-table tbody .response-col_status")).to_have_text("200")
+    shot(page, "12-api-docs")
+    assert csp_violations == []

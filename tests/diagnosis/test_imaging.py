@@ -4,13 +4,14 @@ import hashlib
 import io
 import struct
 import tracemalloc
+import zipfile
 import zlib
 
 import cv2
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image, ImageFile
+from PIL import ExifTags, Image, ImageFile, PngImagePlugin
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -175,8 +176,8 @@ def test_png_is_accepted_and_viewed_as_2d_grey(array: np.ndarray, expected_dtype
 
     assert (inspected.format, inspected.width, inspected.height) == ("png", 20, 30)
     assert inspected.sha256 == hashlib.sha256(data).hexdigest()
-    assert inspected.stored_bytes == data
     assert inspected.dicom is None
+    np.testing.assert_array_equal(load_model_view(inspected.stored_bytes), view)
     assert view.shape == (30, 20) and view.dtype == expected_dtype
     if array.ndim == 2:
         np.testing.assert_array_equal(view, array)
@@ -204,9 +205,168 @@ def test_jpeg_is_accepted_and_viewed_as_2d_grey() -> None:
     inspected = inspect_upload(data)
     view = load_model_view(data)
 
-    assert (inspected.format, inspected.width, inspected.height) == ("jpeg", 64, 32)
+    assert (inspected.format, inspected.width, inspected.height) == ("png", 64, 32)
     assert inspected.sha256 == hashlib.sha256(data).hexdigest()
     assert view.shape == (32, 64) and view.dtype == np.uint8
+
+
+# Stored bytes: re-encoded from the decoded pixels ---------------------------------------------------------
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    chunks, position = [], 8
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        chunks.append(data[position + 4 : position + 8])
+        position += 12 + length
+    assert position == len(data), "bytes after the last chunk"
+    return chunks
+
+
+def _zip_with_html() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.html", "<html><script>alert(document.cookie)</script></html>")
+    return buffer.getvalue()
+
+
+def _with_exif(array: np.ndarray, image_format: str, **tags: object) -> bytes:
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    for name, value in tags.items():
+        exif[ExifTags.Base[name]] = value
+    buffer = io.BytesIO()
+    extra = {"quality": 95, "comment": b"Patient John Smith"} if image_format == "JPEG" else {}
+    image.save(buffer, format=image_format, exif=exif, **extra)
+    return buffer.getvalue()
+
+
+def test_png_with_a_zip_and_an_html_page_appended_is_stored_without_them() -> None:
+    array = np.arange(30 * 20, dtype=np.uint8).reshape(30, 20)
+    data = _png(array) + _zip_with_html() + b"<!doctype html><html><body>hello</body></html>"
+
+    inspected = inspect_upload(data)
+
+    assert inspected.sha256 == hashlib.sha256(data).hexdigest()  # of what was uploaded
+    assert _png_chunks(inspected.stored_bytes) == [b"IHDR", b"IDAT", b"IEND"]
+    assert b"PK\x03\x04" not in inspected.stored_bytes and b"html" not in inspected.stored_bytes
+    np.testing.assert_array_equal(load_model_view(inspected.stored_bytes), array)
+
+
+def test_png_text_chunks_and_exif_are_removed() -> None:
+    array = np.arange(30 * 20, dtype=np.uint8).reshape(30, 20)
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", "John Smith")
+    text.add_itxt("Comment", "MRN-123456", zip=True)
+    exif = Image.Exif()
+    exif[ExifTags.Base.BodySerialNumber] = "SN-98765"
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", pnginfo=text, exif=exif, dpi=(300, 300))
+    data = buffer.getvalue()
+    assert {b"tEXt", b"iTXt", b"eXIf", b"pHYs"} <= set(_png_chunks(data))
+
+    inspected = inspect_upload(data)
+
+    assert _png_chunks(inspected.stored_bytes) == [b"IHDR", b"IDAT", b"IEND"]
+    np.testing.assert_array_equal(load_model_view(inspected.stored_bytes), array)
+
+
+def test_jpeg_is_stored_as_lossless_png_of_its_pixels_without_exif() -> None:
+    array = np.tile(np.arange(64, dtype=np.uint8) * 4, (32, 1))
+    data = _with_exif(array, "JPEG", BodySerialNumber="SN-98765", DateTimeOriginal="2026:01:02 03:04:05")
+
+    inspected = inspect_upload(data)
+
+    assert inspected.format == "png"
+    assert _png_chunks(inspected.stored_bytes) == [b"IHDR", b"IDAT", b"IEND"]
+    for secret in (b"SN-98765", b"2026:01:02", b"John Smith"):
+        assert secret not in inspected.stored_bytes
+    # Exactly the pixels the original decodes to: no second round of JPEG loss for the model.
+    np.testing.assert_array_equal(load_model_view(inspected.stored_bytes), load_model_view(data))
+
+
+def test_cmyk_jpeg_is_stored_as_rgb_with_the_same_grey_view() -> None:
+    buffer = io.BytesIO()
+    Image.new("CMYK", (16, 8), (10, 80, 160, 20)).save(buffer, format="JPEG", quality=95)
+    data = buffer.getvalue()
+
+    inspected = inspect_upload(data)
+
+    assert Image.open(io.BytesIO(inspected.stored_bytes)).mode == "RGB"
+    np.testing.assert_array_equal(load_model_view(inspected.stored_bytes), load_model_view(data))
+
+
+# The EXIF orientation tag (TIFF 274) says how to turn the stored pixels for display.
+ORIENTED = {
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # rotated 180
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.swapaxes(0, 1),  # transposed
+    6: lambda a: np.rot90(a, -1),  # rotated 90 clockwise
+    7: lambda a: np.rot90(a, 2).swapaxes(0, 1),  # transversed
+    8: lambda a: np.rot90(a, 1),  # rotated 90 counter-clockwise
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTED))
+def test_exif_orientation_is_applied_to_the_stored_pixels(orientation: int) -> None:
+    array = np.arange(30 * 20, dtype=np.uint8).reshape(30, 20)
+    data = _with_exif(array, "PNG", Orientation=orientation)
+
+    inspected = inspect_upload(data)
+
+    expected = ORIENTED[orientation](array)
+    assert (inspected.height, inspected.width) == expected.shape
+    assert _png_chunks(inspected.stored_bytes) == [b"IHDR", b"IDAT", b"IEND"]
+    np.testing.assert_array_equal(load_model_view(inspected.stored_bytes), expected)
+
+
+def test_exif_orientation_of_a_jpeg_is_applied() -> None:
+    array = np.tile(np.arange(64, dtype=np.uint8) * 4, (32, 1))
+    data = _with_exif(array, "JPEG", Orientation=6)
+
+    inspected = inspect_upload(data)
+
+    assert (inspected.width, inspected.height) == (32, 64)
+    np.testing.assert_array_equal(
+        load_model_view(inspected.stored_bytes), np.rot90(load_model_view(data), -1)
+    )
+
+
+def test_16_bit_grey_png_is_stored_losslessly_in_16_bits() -> None:
+    array = _gradient(maximum=65535)
+    data = _png(array) + b"trailing"
+
+    stored = inspect_upload(data).stored_bytes
+
+    assert stored[24:26] == bytes([16, 0])  # IHDR: bit depth 16, greyscale
+    view = load_model_view(stored)
+    assert view.dtype == np.uint16
+    np.testing.assert_array_equal(view, array)
+
+
+@pytest.mark.parametrize("orientation", [1, 6, 7])
+def test_16_bit_colour_png_is_stored_in_16_bits_and_oriented(orientation: int) -> None:
+    bgr = np.zeros((10, 12, 3), dtype=np.uint16)
+    bgr[..., 2] = np.arange(120, dtype=np.uint16).reshape(10, 12) * 500  # OpenCV order: red
+    ok, encoded = cv2.imencode(".png", bgr)
+    assert ok
+    data = encoded.tobytes()
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    data = data[:33] + _png_chunk(b"eXIf", exif.tobytes()) + data[33:]  # right after IHDR
+
+    inspected = inspect_upload(data)
+
+    assert inspected.stored_bytes[24:26] == bytes([16, 2])  # IHDR: bit depth 16, RGB
+    assert b"eXIf" not in inspected.stored_bytes
+    original_view = load_model_view(data)
+    expected = ORIENTED[orientation](original_view) if orientation in ORIENTED else original_view
+    assert (inspected.height, inspected.width) == expected.shape
+    view = load_model_view(inspected.stored_bytes)
+    assert view.dtype == np.uint16
+    np.testing.assert_array_equal(view, expected)
 
 
 def test_text_file_named_png_is_refused_as_unsupported(tmp_path) -> None:

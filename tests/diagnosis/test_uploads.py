@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from PIL import Image
 from pydicom.data import get_testdata_file
 
 from diagnosis.errors import ApplicationError, NotFound
+from diagnosis.imaging import load_model_view
 from diagnosis.models import Case, Prediction, Scan
 from diagnosis.services.scans import scan_upload
 from tests.factories import png_bytes
@@ -64,7 +68,35 @@ def test_png_upload_stores_the_scan_and_queues_its_prediction(
     assert (result.scan.width, result.scan.height) == (40, 30)
     assert result.prediction.status == Prediction.Status.QUEUED
     assert len(callbacks) == 1  # the task is sent only once the rows are committed
-    assert [path.read_bytes() for path in _files_under(media_root)] == [data]
+    assert [path.name for path in _files_under(media_root)] == [f"{hashlib.sha256(data).hexdigest()}.png"]
+    np.testing.assert_array_equal(load_model_view(result.scan.file.path), load_model_view(data))
+
+
+def test_png_with_appended_zip_and_html_is_stored_without_them_and_recognised_again(case, media_root):
+    data = png_bytes(40, 30, value=90) + b"PK\x03\x04 a zip archive" + b"<html><body>page</body></html>"
+
+    first = _upload(case, "spine.png", data)
+    again = _upload(case, "spine-again.png", data)
+
+    stored = first.scan.file.open("rb").read()
+    assert stored.endswith(b"IEND\xaeB`\x82") and b"PK\x03\x04" not in stored and b"<html" not in stored
+    assert first.scan.sha256 == hashlib.sha256(data).hexdigest()  # the original's, not the stored copy's
+    assert not again.created and again.scan == first.scan
+    assert (Scan.objects.count(), Prediction.objects.count(), len(_files_under(media_root))) == (1, 1, 1)
+
+
+def test_jpeg_upload_is_stored_as_a_png_of_its_oriented_pixels(case, media_root):
+    image = Image.new("L", (40, 30), 120)
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, exif=exif)
+
+    scan = _upload(case, "spine.jpg", buffer.getvalue()).scan
+
+    assert (scan.format, scan.width, scan.height) == (Scan.Format.PNG, 30, 40)
+    assert scan.file.name.endswith(".png") and scan.original_name == "spine.jpg"
+    assert Image.open(scan.file.path).size == (30, 40)
 
 
 def test_same_bytes_uploaded_again_return_the_existing_scan(case, media_root):

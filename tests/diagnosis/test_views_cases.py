@@ -35,7 +35,7 @@ def test_case_detail_shows_thumbnails_predictions_and_reviews(client, case, clin
     client.force_login(clinician)
     html = client.get(f"/cases/{case.pk}/").content.decode()
     assert f"/scans/{done.scan_id}/preview" in html and "Degenerative disc disease" in html
-    assert "width: 83%" in html and "P(DDD) 0.83" in html
+    assert 'max="1" value="0.8300"' in html and "P(DDD) 0.83" in html
     assert f'data-prediction-id="{queued.pk}" data-status="queued"' in html
     assert "/static/js/case.js" in html
 
