@@ -146,6 +146,15 @@ class Prediction(models.Model):
     heatmap = models.FileField(upload_to="heatmaps/", max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     queued_at = models.DateTimeField(auto_now_add=True)
+    dispatched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the broker accepted its task message; empty while the dispatcher still owes one.",
+    )
+    claimed_by = models.CharField(
+        max_length=255, blank=True, help_text="The Celery node whose pool process runs it."
+    )
+    claimed_pid = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,12 +2,16 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
 from django.conf import settings
+from django.db import connections
 from kombu.exceptions import OperationalError as BrokerError
 
 from diagnosis.services.predictions import (
     TRANSIENT_DATABASE_ERRORS,
     prediction_abandon,
+    prediction_dispatch_owed,
+    prediction_requeue_left_running,
     prediction_requeue_stale,
     prediction_run,
 )
@@ -18,11 +22,16 @@ TRANSIENT_ERRORS = (*TRANSIENT_DATABASE_ERRORS, BrokerError)
 # Time limits come from CELERY_TASK_SOFT_TIME_LIMIT and CELERY_TASK_TIME_LIMIT. Past the hard limit the
 # pool kills the process and the prediction stays running until the sweep queues it again.
 @shared_task(
-    acks_late=True, autoretry_for=TRANSIENT_ERRORS, retry_backoff=2, retry_backoff_max=60, max_retries=8
+    bind=True,
+    acks_late=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=2,
+    retry_backoff_max=60,
+    max_retries=8,
 )
-def run_prediction(prediction_id: int) -> None:
+def run_prediction(self, prediction_id: int) -> None:
     try:
-        prediction_run(prediction_id=prediction_id)
+        prediction_run(prediction_id=prediction_id, worker=self.request.hostname or "")
     except SoftTimeLimitExceeded:
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         prediction_abandon(prediction_id=prediction_id, reason=f"the prediction took longer than {limit} s")
@@ -31,3 +40,20 @@ def run_prediction(prediction_id: int) -> None:
 @shared_task(acks_late=True, autoretry_for=TRANSIENT_ERRORS, max_retries=3, soft_time_limit=50, time_limit=60)
 def sweep_stale_predictions() -> None:
     prediction_requeue_stale()
+
+
+# No retry: beat sends the next one within LUMBAR_DISPATCH_INTERVAL_SECONDS.
+@shared_task(soft_time_limit=50, time_limit=60)
+def dispatch_predictions() -> None:
+    prediction_dispatch_owed()
+
+
+@worker_ready.connect
+def requeue_what_this_node_left_running(sender, **kwargs) -> None:
+    """Celery logs what this raises (a database still away: the sweep is left to recover those)."""
+    try:
+        prediction_requeue_left_running(worker=sender.hostname)
+    finally:
+        # This runs in the worker's parent process: pool processes it forks later must not share its
+        # connection.
+        connections.close_all()

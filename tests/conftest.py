@@ -148,7 +148,7 @@ def purge_queue() -> None:
 @pytest.fixture
 def start_worker(transactional_db, tmp_path):
     """Start a worker with the test settings; `start_worker(**env)` overrides its environment and
-    `start_worker(beat=True)` also runs the periodic sweep in it."""
+    `start_worker(beat=True)` also runs beat (the dispatcher and the sweep) in it."""
     workers: list[WorkerProcess] = []
 
     def start(*, beat: bool = False, **overrides: str) -> WorkerProcess:

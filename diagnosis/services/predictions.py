@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -8,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.db import InterfaceError, OperationalError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from diagnosis.errors import ApplicationError
@@ -27,17 +28,59 @@ NO_ACTIVE_MODEL = "no active model"
 TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
-def _queue(prediction: Prediction) -> None:
+def _dispatch(prediction_id: int) -> bool:
+    """Send the prediction's task and note that the broker has it. A broker that is down or refusing
+    is logged, not raised: the prediction stays owed and the dispatcher sends it later."""
     from diagnosis.tasks import run_prediction
 
-    transaction.on_commit(lambda: run_prediction.delay(prediction.pk))
+    try:
+        # CELERY_TASK_PUBLISH_RETRY_POLICY bounds how long this waits for a broker that is away.
+        run_prediction.apply_async((prediction_id,))
+    except Exception as exc:  # whatever the broker or its client raised: the prediction stays owed
+        logger.warning("Prediction %s not sent (%s); the dispatcher will send it.", prediction_id, exc)
+        return False
+    Prediction.objects.filter(pk=prediction_id, dispatched_at__isnull=True).update(
+        dispatched_at=timezone.now()
+    )
+    return True
+
+
+def _queue(prediction_id: int) -> None:
+    """The prediction row is the outbox: its task is sent once the surrounding transaction commits, and
+    `dispatched_at` stays empty until the broker accepted it. robust: a fault after the commit is logged,
+    never raised into the upload whose rows are already committed."""
+    transaction.on_commit(lambda: _dispatch(prediction_id), robust=True)
 
 
 def prediction_create(*, scan: Scan, model_version: ModelVersion | None = None) -> Prediction:
     """A queued prediction whose task is sent once the surrounding transaction commits."""
     prediction = Prediction.objects.create(scan=scan, requested_model=model_version)
-    _queue(prediction)
+    _queue(prediction.pk)
     return prediction
+
+
+def prediction_dispatch_owed() -> list[int]:
+    """The dispatcher: send the tasks of queued predictions the broker never accepted (it was down when
+    they were queued or queued again), oldest first, until the broker refuses one."""
+    owed = Prediction.objects.filter(status=Prediction.Status.QUEUED, dispatched_at__isnull=True)
+    sent = []
+    for prediction_id in list(owed.order_by("queued_at").values_list("pk", flat=True)):
+        if not _dispatch(prediction_id):
+            break
+        sent.append(prediction_id)
+    if sent:
+        logger.info("Dispatched predictions %s", sent)
+    return sent
+
+
+def _queue_again(predictions: QuerySet[Prediction], **fields) -> list[int]:
+    """Mark them owed (and whatever else `fields` resets) and send their tasks after the commit."""
+    with transaction.atomic():
+        ids = list(predictions.select_for_update().values_list("pk", flat=True))
+        Prediction.objects.filter(pk__in=ids).update(dispatched_at=None, **fields)
+        for prediction_id in ids:
+            _queue(prediction_id)
+    return ids
 
 
 def prediction_request(
@@ -53,8 +96,30 @@ def _stale_before() -> datetime:
     return timezone.now() - timedelta(seconds=settings.LUMBAR_PREDICTION_STALE_SECONDS)
 
 
-def _claim(prediction_id: int) -> Prediction | None:
-    """Mark the prediction running, unless it is finished or another worker is still on it."""
+def _process_is_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _claimant_died(prediction: Prediction, worker: str) -> bool:
+    """A pool process of this same worker node claimed the prediction and is gone (killed, out of memory):
+    the worker gave its message back, so the prediction can be taken over at once instead of waiting for
+    the sweep. A claimant on another node cannot be checked from here; the sweep covers it."""
+    return (
+        bool(worker)
+        and prediction.claimed_by == worker
+        and prediction.claimed_pid is not None
+        and _process_is_gone(prediction.claimed_pid)
+    )
+
+
+def _claim(prediction_id: int, worker: str) -> Prediction | None:
+    """Mark the prediction running in this process, unless it is finished or a live process is on it."""
     with transaction.atomic():
         prediction = (
             Prediction.objects.select_for_update().filter(pk=prediction_id).select_related("scan").first()
@@ -67,12 +132,22 @@ def _claim(prediction_id: int) -> Prediction | None:
             and prediction.started_at is not None
             and prediction.started_at > _stale_before()
         )
+        if running_elsewhere and _claimant_died(prediction, worker):
+            logger.warning(
+                "Prediction %s: pool process %s of %s died running it; taking it over.",
+                prediction.pk,
+                prediction.claimed_pid,
+                worker,
+            )
+            running_elsewhere = False
         if prediction.status in (Prediction.Status.DONE, Prediction.Status.FAILED) or running_elsewhere:
             return None
         prediction.status = Prediction.Status.RUNNING
         prediction.started_at = timezone.now()
         prediction.attempts += 1
-        prediction.save(update_fields=["status", "started_at", "attempts"])
+        prediction.claimed_by = worker
+        prediction.claimed_pid = os.getpid()
+        prediction.save(update_fields=["status", "started_at", "attempts", "claimed_by", "claimed_pid"])
     return prediction
 
 
@@ -149,13 +224,15 @@ def _model_for(prediction: Prediction) -> ModelVersion | None:
     return prediction.requested_model or ModelVersion.objects.filter(is_active=True).first()
 
 
-def prediction_run(*, prediction_id: int) -> Prediction | None:
+def prediction_run(*, prediction_id: int, worker: str = "") -> Prediction | None:
     """The worker's job: classify the scan with the requested or active model and store the outcome.
+    `worker` is the Celery node running it, recorded with this process id on the claim.
 
     Bad input fails the prediction with its reason. Transient database faults undo the claim and propagate
-    for the task to retry. Anything else propagates and leaves the prediction running: the sweep queues it
-    again, and after LUMBAR_PREDICTION_MAX_ATTEMPTS claims it fails."""
-    prediction = _claim(prediction_id)
+    for the task to retry. A pool process that dies leaves the prediction running until its message comes
+    back to a process of the same node, which takes it over. Anything else propagates and leaves the
+    prediction running: the sweep queues it again. After LUMBAR_PREDICTION_MAX_ATTEMPTS claims it fails."""
+    prediction = _claim(prediction_id, worker)
     if prediction is None:
         return None
     max_attempts = settings.LUMBAR_PREDICTION_MAX_ATTEMPTS
@@ -181,19 +258,30 @@ def prediction_run(*, prediction_id: int) -> Prediction | None:
 
 
 def prediction_requeue_stale() -> list[int]:
-    """Queue again what a crashed worker or a lost message left behind."""
+    """The last resort: queue again what a lost message or a worker on another node left behind."""
     stale_before = _stale_before()
-    stale = Prediction.objects.filter(
-        Q(status=Prediction.Status.QUEUED, queued_at__lt=stale_before)
-        | Q(status=Prediction.Status.RUNNING, started_at__lt=stale_before)
+    requeued = _queue_again(
+        Prediction.objects.filter(
+            Q(status=Prediction.Status.QUEUED, queued_at__lt=stale_before)
+            | Q(status=Prediction.Status.RUNNING, started_at__lt=stale_before)
+        )
     )
-    requeued = []
-    for prediction in stale:
-        with transaction.atomic():
-            _queue(prediction)
-        requeued.append(prediction.pk)
     if requeued:
         logger.info("Re-queued stale predictions %s", requeued)
+    return requeued
+
+
+def prediction_requeue_left_running(*, worker: str) -> list[int]:
+    """At a worker's start, queue again at once what an earlier run of the same node left running: that
+    run is over (killed, its host restarted), and the messages it held would come back from the broker
+    only after the visibility timeout. The attempts it made still count."""
+    requeued = _queue_again(
+        Prediction.objects.filter(status=Prediction.Status.RUNNING, claimed_by=worker),
+        status=Prediction.Status.QUEUED,
+        started_at=None,
+    )
+    if requeued:
+        logger.warning("Re-queued predictions %s left running by an earlier run of %s", requeued, worker)
     return requeued
 
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile, File
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from diagnosis.errors import ApplicationError
 from diagnosis.imaging import ImageRejected, InspectedImage, inspect_upload
 from diagnosis.models import Case, Prediction, Scan
 from diagnosis.services.access import ensure_can_change_case
-from diagnosis.services.predictions import prediction_create
+from diagnosis.services.predictions import TRANSIENT_DATABASE_ERRORS, prediction_create
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,41 @@ def _existing(case: Case, sha256: str) -> UploadResult | None:
     return UploadResult(scan=scan, prediction=scan.predictions.order_by("-queued_at").first(), created=False)
 
 
+def _restore_missing_file(found: UploadResult, stored_bytes: bytes) -> UploadResult:
+    """A scan whose stored file is gone (an earlier version deleted it after a broker fault, after its row
+    was committed) gets it back from the same bytes, and a prediction that failed for want of it is queued
+    again: otherwise these bytes could never be classified in this case."""
+    storage = found.scan.file.storage
+    if storage.exists(found.scan.file.name):
+        return found
+    with transaction.atomic():
+        scan = Scan.objects.select_for_update().get(pk=found.scan.pk)
+        if not storage.exists(scan.file.name):
+            restored_name = storage.save(scan.file.name, ContentFile(stored_bytes))
+            if restored_name != scan.file.name:
+                scan.file.name = restored_name
+                scan.save(update_fields=["file"])
+        prediction = scan.predictions.order_by("-queued_at").first()
+        if prediction is None or prediction.status == Prediction.Status.FAILED:
+            prediction = prediction_create(scan=scan)
+    logger.warning("Scan %s: its missing file was restored by a re-upload", scan.pk)
+    return UploadResult(scan=scan, prediction=prediction, created=False)
+
+
+def _row_committed(scan: Scan) -> bool:
+    """Whether the row of a scan whose transaction failed is in the database anyway. A row never inserted
+    is not; when the database cannot be asked, the file is kept: an orphan file costs disk space, a row
+    without its file would cost the scan."""
+    if scan.pk is None:
+        return False
+    try:
+        if not connection.in_atomic_block:  # a dropped connection is replaced before asking
+            connection.close_if_unusable_or_obsolete()
+        return Scan.objects.filter(pk=scan.pk).exists()
+    except TRANSIENT_DATABASE_ERRORS:
+        return True
+
+
 def _scan_fields(inspected: InspectedImage) -> dict:
     fields = {"format": inspected.format, "width": inspected.width, "height": inspected.height}
     if inspected.dicom is not None:
@@ -93,7 +128,7 @@ def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> U
         raise _refuse(f"{original_name}: {exc.message}", exc.code) from None
     existing = _existing(case, inspected.sha256)
     if existing:
-        return existing
+        return _restore_missing_file(existing, inspected.stored_bytes)
     scan = Scan(
         case=case,
         original_name=original_name,
@@ -115,7 +150,11 @@ def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> U
             return existing
         raise
     except BaseException:
-        scan.file.delete(save=False)
+        # The prediction's task is sent only after the commit, and a failure to send it is not raised, so
+        # this is a failed transaction: its file would be an orphan, unless the connection dropped during
+        # the COMMIT itself and the row made it after all.
+        if not _row_committed(scan):
+            scan.file.delete(save=False)
         raise
     logger.info("Scan %s uploaded to case %s by %s", scan.pk, case.pk, user.pk)
     return UploadResult(scan=scan, prediction=prediction, created=True)

@@ -103,7 +103,7 @@ def test_prediction_request_queues_on_commit(
     case, clinician, django_capture_on_commit_callbacks, monkeypatch
 ):
     sent = []
-    monkeypatch.setattr("diagnosis.tasks.run_prediction.delay", lambda pk: sent.append(pk))
+    monkeypatch.setattr("diagnosis.tasks.run_prediction.apply_async", lambda args: sent.append(args[0]))
     scan = ScanFactory(case=case)
     with django_capture_on_commit_callbacks(execute=True):
         prediction = prediction_request(user=clinician, scan=scan)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import io
+import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import numpy as np
+import psycopg2
 import pydicom
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import connection
+from django.test import Client, RequestFactory
 from kombu import Connection
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
+from rest_framework.test import APIClient
 
 from diagnosis.models import Prediction
 from diagnosis.services.predictions import NO_ACTIVE_MODEL, prediction_request
@@ -115,23 +122,138 @@ def test_uploads_are_classified_with_a_heatmap_and_the_model_loads_once(
     assert all(_maps_tensorflow(pid) for pid in worker.pool_pids())
 
 
-def test_prediction_of_a_killed_worker_is_finished_after_a_restart(start_worker, active_model, case):
-    worker = start_worker()
-    prediction = prediction_request(user=case.owner, scan=ScanFactory(case=case))
-    # The first task of a fresh pool process loads Keras and the model after claiming the prediction:
-    # seconds in which it is certainly running.
-    wait_for_status(prediction, {Prediction.Status.RUNNING, *FINISHED}, worker)
-    worker.kill(signal.SIGKILL)
-    prediction.refresh_from_db()
+def _running(prediction: Prediction, worker) -> Prediction:
+    """The first task of a fresh pool process loads Keras and the model after claiming the prediction:
+    seconds in which it is certainly running."""
+    prediction = wait_for_status(prediction, {Prediction.Status.RUNNING, *FINISHED}, worker)
     assert prediction.status == Prediction.Status.RUNNING, worker.output()
+    return prediction
 
-    restarted = start_worker(
-        beat=True, LUMBAR_PREDICTION_STALE_SECONDS="3", LUMBAR_SWEEP_INTERVAL_SECONDS="1"
-    )
-    prediction = wait_for_status(prediction, FINISHED, restarted)
+
+# Well under LUMBAR_PREDICTION_STALE_SECONDS (600): the sweep has no part in these recoveries.
+PROMPTLY = 60
+
+
+def test_predictions_of_a_killed_worker_are_finished_at_once_after_a_restart(
+    start_worker, active_model, case
+):
+    worker = start_worker()
+    running, *waiting = [prediction_request(user=case.owner, scan=ScanFactory(case=case)) for _ in range(3)]
+    running = _running(running, worker)
+    worker.kill(signal.SIGKILL)
+    running.refresh_from_db()
+    assert running.status == Prediction.Status.RUNNING, worker.output()
+
+    restarted = start_worker()
+    finished = [wait_for_status(p, FINISHED, restarted, timeout=PROMPTLY) for p in (running, *waiting)]
+
+    assert [p.status for p in finished] == [Prediction.Status.DONE] * 3, [p.error for p in finished]
+    # All promptly: the killed worker held no message it had not started (Redis would give that back only
+    # after the visibility timeout), and only the one it was running counts an attempt more.
+    assert [p.attempts for p in finished] == [2, 1, 1]
+    assert f"Re-queued predictions [{running.pk}] left running by an earlier run" in restarted.output()
+
+
+def test_prediction_of_a_killed_pool_process_is_taken_over_by_the_next_one(start_worker, active_model, case):
+    worker = start_worker()
+    prediction = _running(prediction_request(user=case.owner, scan=ScanFactory(case=case)), worker)
+    (pool_pid,) = worker.pool_pids()
+    os.kill(pool_pid, signal.SIGKILL)
+
+    prediction = wait_for_status(prediction, FINISHED, worker, timeout=PROMPTLY)
 
     assert prediction.status == Prediction.Status.DONE, prediction.error
-    assert prediction.attempts == 2 and prediction.heatmap
+    assert prediction.attempts == 2 and prediction.claimed_pid != pool_pid
+    assert f"pool process {pool_pid} of {prediction.claimed_by} died running it" in worker.output()
+
+
+@pytest.fixture
+def unreachable_broker(start_worker, monkeypatch):
+    """This process publishes to a port nothing listens on, as a web process whose broker is down; a
+    worker started by the test still uses the real one."""
+    from lumbar_platform.celery import app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setitem(app.conf, "broker_write_url", f"redis://127.0.0.1:{port}/0")
+    monkeypatch.setattr(app, "_pool", None)
+    monkeypatch.setattr(app.amqp, "_producer_pool", None)
+
+
+def test_upload_while_the_broker_is_down_is_accepted_and_dispatched_once_a_worker_sees_it(
+    start_worker, unreachable_broker, active_model, case
+):
+    client = APIClient()
+    client.force_authenticate(case.owner)
+
+    response = client.post(
+        f"/api/v1/cases/{case.pk}/scans/",
+        {"file": SimpleUploadedFile(SAMPLE_PNG.name, SAMPLE_PNG.read_bytes())},
+        format="multipart",
+    )
+
+    assert response.status_code == 201, response.content
+    prediction = Prediction.objects.get(pk=response.json()["prediction"]["id"])
+    assert (prediction.status, prediction.dispatched_at) == (Prediction.Status.QUEUED, None)
+    assert Path(prediction.scan.file.path).is_file()
+
+    worker = start_worker(beat=True, LUMBAR_DISPATCH_INTERVAL_SECONDS="1")
+    prediction = wait_for_status(prediction, FINISHED, worker, timeout=PROMPTLY)
+
+    assert prediction.status == Prediction.Status.DONE, prediction.error
+    assert prediction.dispatched_at is not None and prediction.attempts == 1
+
+
+def _served_status(path: str, cookie: str) -> int:
+    """Through Django's WSGI handler, as a server calls it: unlike the test client, it sends the
+    request_started signal on which a kept database connection is checked."""
+    environ = RequestFactory().get(path, HTTP_COOKIE=cookie).environ
+    statuses = []
+    response = WSGIHandler()(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    response.close()
+    return int(statuses[0].split()[0])
+
+
+def _terminate_other_backends() -> int:
+    """pg_terminate_backend on every other connection to the test database, this process's included."""
+    db = connection.settings_dict
+    with (
+        psycopg2.connect(
+            dbname=db["NAME"],
+            user=db["USER"],
+            password=db["PASSWORD"],
+            host=db["HOST"],
+            port=db["PORT"] or 5432,
+        ) as admin,
+        admin.cursor() as cursor,
+    ):
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+def test_terminated_database_connections_cost_no_request_and_no_task(start_worker, case, settings):
+    if connection.vendor != "postgresql":
+        pytest.skip("pg_terminate_backend needs PostgreSQL; SQLite has no server connection to lose")
+    ModelVersion.objects.update(is_active=False)
+    worker = start_worker()
+    first = prediction_request(user=case.owner, scan=ScanFactory(case=case))
+    wait_for_status(first, FINISHED, worker)
+    browser = Client()
+    browser.force_login(case.owner, backend="django.contrib.auth.backends.ModelBackend")
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    assert _served_status(f"/api/v1/cases/{case.pk}/", cookie) == 200
+
+    assert _terminate_other_backends() >= 1
+
+    assert _served_status(f"/api/v1/cases/{case.pk}/", cookie) == 200
+    second = prediction_request(user=case.owner, scan=ScanFactory(case=case))
+    second = wait_for_status(second, FINISHED, worker)
+    assert (second.status, second.error, second.attempts) == (Prediction.Status.FAILED, NO_ACTIVE_MODEL, 1)
+    assert "Retry in" not in worker.output()
 
 
 def test_worker_takes_queued_prediction_from_configured_broker(start_worker):
