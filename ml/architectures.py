@@ -81,6 +81,28 @@ def _invgg_body(
     return x
 
 
+def build_body(
+    arch: str,
+    inputs,
+    *,
+    width: int = 16,
+    blocks: tuple[int, ...] = VGG16_BLOCKS,
+    max_width_multiplier: int = 8,
+    stem_stride: int = 1,
+    group_channels: int = 8,
+    kernel_size: int = 3,
+):
+    """The ``vgg`` or ``invgg`` convolutional body on ``inputs``; its last activation is ``features``."""
+    if arch not in ARCHITECTURES:
+        raise ArchitectureError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    if width < 1 or stem_stride < 1 or group_channels < 1 or not blocks or any(d < 1 for d in blocks):
+        raise ArchitectureError("width, stem stride, group channels and every block depth must be positive")
+    widths = _block_widths(width, len(blocks), max_width_multiplier)
+    if arch == "vgg":
+        return _vgg_body(inputs, widths, tuple(blocks), stem_stride)
+    return _invgg_body(inputs, widths, tuple(blocks), stem_stride, group_channels, kernel_size)
+
+
 def build_model(
     arch: str,
     input_size: int | None,
@@ -101,18 +123,19 @@ def build_model(
     involution layers instead of 3x3 convolutions and 1x1 convolutions where the width changes.
     ``stem_stride=2`` makes the first convolution strided, which quarters the cost of every later layer.
     """
-    if arch not in ARCHITECTURES:
-        raise ArchitectureError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-    if width < 1 or stem_stride < 1 or group_channels < 1 or not blocks or any(d < 1 for d in blocks):
-        raise ArchitectureError("width, stem stride, group channels and every block depth must be positive")
     if not 0.0 <= dropout < 1.0:
         raise ArchitectureError("dropout must be in [0, 1)")
-    widths = _block_widths(width, len(blocks), max_width_multiplier)
     inputs = keras.Input((input_size, input_size, 1), name="image")
-    if arch == "vgg":
-        x = _vgg_body(inputs, widths, tuple(blocks), stem_stride)
-    else:
-        x = _invgg_body(inputs, widths, tuple(blocks), stem_stride, group_channels, kernel_size)
+    x = build_body(
+        arch,
+        inputs,
+        width=width,
+        blocks=blocks,
+        max_width_multiplier=max_width_multiplier,
+        stem_stride=stem_stride,
+        group_channels=group_channels,
+        kernel_size=kernel_size,
+    )
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = {"ddd": layers.Dense(1, activation="sigmoid", name="ddd")(x)}

@@ -162,8 +162,8 @@ def crop_box(shape: tuple[int, int], roi: tuple[float, float, float, float]) -> 
     return left, top, right, bottom
 
 
-def preprocess(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Any 2-D / HxWxC image (uint8, uint16 or float in [0, 1]) -> float32 (size, size, 1) in [0, 1]."""
+def enhance(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Any 2-D / HxWxC image -> the full-resolution uint8 (H, W) after the robust window and CLAHE."""
     grey = to_single_channel(image)
     if grey.shape[0] < 2 or grey.shape[1] < 2:
         raise ImageError(f"image too small: {grey.shape}")
@@ -171,7 +171,12 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     clahe = cv2.createCLAHE(
         clipLimit=spec.clahe_clip_limit, tileGridSize=(spec.clahe_tile_grid, spec.clahe_tile_grid)
     )
-    enhanced = clahe.apply(windowed)
+    return clahe.apply(windowed)
+
+
+def preprocess(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Any 2-D / HxWxC image (uint8, uint16 or float in [0, 1]) -> float32 (size, size, 1) in [0, 1]."""
+    enhanced = enhance(image, spec)
     left, top, right, bottom = crop_box(enhanced.shape, spec.roi)
     cropped = enhanced[top:bottom, left:right]
     size = (spec.input_size, spec.input_size)
