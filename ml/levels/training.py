@@ -1,0 +1,294 @@
+"""Training of the disc localiser and the per-disc graders, each written as ``model.keras`` + card.
+
+Both train for a fixed number of epochs with a cosine schedule and never look at the validation split, so
+validation figures stay unbiased. Augmentation draws the scanner shifts of ``ShiftSpec`` (field of view,
+position, rotation, gamma, brightness/contrast, noise) on most training images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from ml.data import Sample, load_folder, load_images
+from ml.errors import ArtifactError, DataError
+from ml.levels.discs import LEVEL_NAMES, BoxShape, ShiftSpec, level_boxes, shift_scan, shifted_copies
+from ml.levels.gate import GateSpec
+from ml.levels.grading import (
+    CROP_SCALE,
+    build_grader,
+    crop_discs,
+    level_inputs,
+    ordinal_targets,
+)
+from ml.levels.localization import (
+    OUTPUT_STRIDE,
+    build_localizer,
+    decode_heatmaps,
+    decode_turned,
+    heatmap_targets,
+    spatial_cross_entropy,
+    with_turned_copies,
+)
+from ml.preprocessing import PreprocessSpec, enhance, preprocess, to_single_channel
+from ml.training import DATA_ATTRIBUTION
+
+SHIFT_PROBABILITY = 0.8
+
+
+@dataclass
+class LevelData:
+    """Decoded images of one split with their (3, 4) level boxes and (3,) grades."""
+
+    samples: list[Sample]
+    images: list[np.ndarray]
+    boxes: list[np.ndarray]
+    grades: np.ndarray
+    skipped: int = 0
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([s.label for s in self.samples])
+
+
+def load_level_data(root: str | Path, split: str) -> LevelData:
+    """Images of ``split`` that have Pfirrmann grades and at least three disc boxes."""
+    dataset = load_folder(root, verify_images=False)
+    samples, boxes, skipped = [], [], 0
+    for sample in dataset.subset(split):
+        found = level_boxes(sample, dataset.root)
+        if found is None or sample.disc_grades is None:
+            skipped += 1
+            continue
+        samples.append(sample)
+        boxes.append(found)
+    if not samples:
+        raise DataError(f"no image of split {split!r} in {root} has grades and three disc boxes")
+    images = [to_single_channel(image) for image in load_images(samples)]
+    grades = np.array([s.disc_grades for s in samples], dtype=np.int64)
+    return LevelData(samples, images, boxes, grades, skipped)
+
+
+@dataclass
+class LevelTrainConfig:
+    output_dir: Path
+    epochs: int = 40
+    batch_size: int = 16
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 20240601
+    input_size: int = 128  # localiser
+    crop_size: int = 64  # grader
+    width: int = 16
+    shift: ShiftSpec = field(default_factory=ShiftSpec)
+
+
+class _LocalizerBatches(keras.utils.PyDataset):
+    def __init__(self, data: LevelData, spec: PreprocessSpec, config: LevelTrainConfig):
+        super().__init__()
+        self.data, self.spec, self.config = data, spec, config
+        self.grid = spec.input_size // OUTPUT_STRIDE
+        self.rng = np.random.default_rng(config.seed)
+        self.order = self.rng.permutation(len(data.images))
+
+    def __len__(self):
+        return math.ceil(len(self.order) / self.config.batch_size)
+
+    def __getitem__(self, index):
+        x, y = [], []
+        for i in self.order[index * self.config.batch_size : (index + 1) * self.config.batch_size]:
+            image, boxes = self.data.images[i], self.data.boxes[i]
+            if self.rng.random() < SHIFT_PROBABILITY:
+                image, boxes = shift_scan(image, boxes, self.rng, self.config.shift)
+            x.append(preprocess(image, self.spec))
+            y.append(heatmap_targets(boxes[:, :2], self.grid))
+        return np.stack(x), np.stack(y)
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.order))
+
+
+class _GraderBatches(keras.utils.PyDataset):
+    """Three disc crops per image, from a shifted copy of the slice on most images, with crop jitter."""
+
+    def __init__(self, data: LevelData, spec: PreprocessSpec, config: LevelTrainConfig):
+        super().__init__()
+        self.data, self.spec, self.config = data, spec, config
+        self.enhanced = [enhance(image, spec) for image in data.images]
+        self.rng = np.random.default_rng(config.seed)
+        self.order = self.rng.permutation(len(data.images))
+
+    def __len__(self):
+        return math.ceil(len(self.order) / self.config.batch_size)
+
+    def __getitem__(self, index):
+        chosen = self.order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
+        crops = []
+        for i in chosen:
+            enhanced, boxes = self.enhanced[i], self.data.boxes[i]
+            if self.rng.random() < SHIFT_PROBABILITY:
+                shifted, boxes = shift_scan(self.data.images[i], boxes, self.rng, self.config.shift)
+                enhanced = enhance(shifted, self.spec)
+            crops.append(
+                crop_discs(
+                    enhanced,
+                    boxes[:, :2],
+                    self.config.crop_size,
+                    rng=self.rng,
+                    jitter=0.12,
+                    scale_jitter=0.15,
+                    max_rotation_deg=8.0,
+                )
+            )
+        x = {"crop": np.concatenate(crops), "level": level_inputs(len(chosen))}
+        return x, ordinal_targets(self.data.grades[chosen].reshape(-1))
+
+    def on_epoch_end(self):
+        self.order = self.rng.permutation(len(self.order))
+
+
+class _Progress(keras.callbacks.Callback):
+    def __init__(self, log: Callable[[str], None], epochs: int):
+        super().__init__()
+        self.log, self.epochs, self.started = log, epochs, time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss", float("nan"))
+        self.log(
+            f"epoch {epoch + 1}/{self.epochs}  loss={loss:.4f}  ({time.monotonic() - self.started:.0f}s)"
+        )
+
+
+def _fit(model: keras.Model, batches, loss, config: LevelTrainConfig, log) -> float:
+    schedule = keras.optimizers.schedules.CosineDecay(
+        config.learning_rate, decay_steps=max(config.epochs * len(batches), 1), alpha=0.02
+    )
+    model.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay), loss=loss
+    )
+    started = time.monotonic()
+    model.fit(batches, epochs=config.epochs, verbose=0, callbacks=[_Progress(log, config.epochs)])
+    return time.monotonic() - started
+
+
+def _save(model: keras.Model, card: dict, output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    clean = keras.Model.from_config(model.get_config())
+    clean.set_weights(model.get_weights())
+    clean.save(output_dir / "model.keras")
+    (output_dir / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def _check_output(output_dir: Path) -> None:
+    if (output_dir / "model.keras").exists():
+        raise ArtifactError(f"output folder already holds a model: {output_dir}")
+
+
+def predict_located(model: keras.Model, images: list[np.ndarray], spec: PreprocessSpec) -> list:
+    """Decoded localiser output for each image."""
+    x = np.stack([preprocess(image, spec) for image in images])
+    logits = model.predict(x, batch_size=32, verbose=0)
+    return [decode_heatmaps(map_) for map_ in logits]
+
+
+def fit_gate(
+    model: keras.Model,
+    train: LevelData,
+    spec: PreprocessSpec,
+    shift: ShiftSpec,
+    seed: int,
+    *,
+    copies: int = 3,
+) -> GateSpec:
+    """Gate thresholds from the localiser and the annotated geometry of the training split, and from
+    ``copies`` fixed-seed shifted copies of it, so that the orientation check leaves scanner shifts alone."""
+    located = predict_located(model, train.images, spec)
+    advantage = []
+    for copy in range(copies):
+        shifted, _ = shifted_copies(train.images, train.boxes, seed=seed + copy, shift=shift)
+        x = np.stack([preprocess(image, spec) for image in shifted])
+        own, others = decode_turned(model.predict(with_turned_copies(x), batch_size=32, verbose=0))
+        advantage.extend(others.max(axis=1) - np.array([found.confidence.mean() for found in own]))
+    shapes = [image.shape[:2] for image in train.images]
+    return GateSpec.fit(
+        np.array([found.confidence for found in located]),
+        [boxes[:, :2] * [shape[1], shape[0]] for boxes, shape in zip(train.boxes, shapes, strict=True)],
+        [shape[0] for shape in shapes],
+        np.array(advantage),
+    )
+
+
+def train_localizer(
+    train: LevelData, config: LevelTrainConfig, *, log: Callable[[str], None] = print
+) -> dict:
+    """Train the localiser, fit the box shape and the gate on the training split, write the artifact."""
+    output_dir = Path(config.output_dir)
+    _check_output(output_dir)
+    keras.utils.set_random_seed(config.seed)
+    spec = PreprocessSpec(input_size=config.input_size)
+    model = build_localizer(config.input_size, config.width)
+    log(f"localiser: {model.count_params():,} parameters, {len(train.images)} training images")
+    seconds = _fit(model, _LocalizerBatches(train, spec, config), spatial_cross_entropy, config, log)
+    shapes = [image.shape[:2] for image in train.images]
+    gate = fit_gate(model, train, spec, config.shift, config.seed)
+    card = {
+        "kind": "disc_localizer",
+        "level_names": list(LEVEL_NAMES),
+        "preprocess": spec.to_dict(),
+        "output_stride": OUTPUT_STRIDE,
+        "box_shape": asdict(BoxShape.fit(train.boxes, shapes)),
+        "gate": gate.to_dict(),
+        "parameters": int(model.count_params()),
+        "training": {**_training_facts(config, len(train.images)), "seconds": round(seconds, 1)},
+        "data_attribution": DATA_ATTRIBUTION,
+    }
+    _save(model, card, output_dir)
+    log(f"localiser written to {output_dir} after {seconds:.0f}s; gate {gate}")
+    return card
+
+
+def train_grader(
+    arch: str, train: LevelData, config: LevelTrainConfig, *, log: Callable[[str], None] = print
+) -> dict:
+    """Train a ``vgg`` or ``invgg`` grader on crops around the annotated discs, write the artifact."""
+    output_dir = Path(config.output_dir)
+    _check_output(output_dir)
+    keras.utils.set_random_seed(config.seed)
+    spec = PreprocessSpec(input_size=config.crop_size)
+    model = build_grader(arch, config.crop_size, width=config.width)
+    log(f"{arch} grader: {model.count_params():,} parameters, {3 * len(train.images)} training discs")
+    seconds = _fit(model, _GraderBatches(train, spec, config), keras.losses.BinaryCrossentropy(), config, log)
+    card = {
+        "kind": "disc_grader",
+        "architecture": arch,
+        "level_names": list(LEVEL_NAMES),
+        "preprocess": spec.to_dict(),
+        "crop_size": config.crop_size,
+        "crop_scale": CROP_SCALE,
+        "gradcam_layer": "features",
+        "parameters": int(model.count_params()),
+        "training": {**_training_facts(config, len(train.images)), "seconds": round(seconds, 1)},
+        "data_attribution": DATA_ATTRIBUTION,
+    }
+    _save(model, card, output_dir)
+    log(f"{arch} grader written to {output_dir} after {seconds:.0f}s")
+    return card
+
+
+def _training_facts(config: LevelTrainConfig, n_images: int) -> dict:
+    return {
+        "images": n_images,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "seed": config.seed,
+        "augmentation": asdict(config.shift),
+        "shift_probability": SHIFT_PROBABILITY,
+    }

@@ -1,0 +1,134 @@
+"""The localiser and grader models, disc crops, training entry point and the end-to-end analyser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from ml.levels.grading import OrdinalThresholds, build_grader, crop_discs, level_inputs
+from ml.levels.localization import build_localizer, heatmap_targets, spatial_cross_entropy
+from ml.train_levels import main
+
+SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data" / "sudirman_sample"
+
+
+def test_localizer_predicts_one_map_per_level_at_a_quarter_of_the_input():
+    model = build_localizer(64, width=4)
+
+    assert model(np.zeros((2, 64, 64, 1), np.float32)).shape == (2, 16, 16, 3)
+
+
+def test_localizer_input_must_be_a_multiple_of_32():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        build_localizer(100)
+
+
+def test_spatial_cross_entropy_is_lowest_at_the_target():
+    target = heatmap_targets(np.array([[0.3, 0.4], [0.5, 0.6], [0.6, 0.8]]), 16)[np.newaxis]
+    good = np.log(target + 1e-9)
+    wrong = np.roll(good, 5, axis=1)
+
+    assert float(spatial_cross_entropy(target, good)[0]) < float(spatial_cross_entropy(target, wrong)[0])
+
+
+def test_invgg_grader_has_a_fraction_of_the_vgg_parameters_and_both_keep_features():
+    vgg = build_grader("vgg", 32, width=8)
+    invgg = build_grader("invgg", 32, width=8)
+
+    assert invgg.count_params() < vgg.count_params() / 3
+    for model in (vgg, invgg):
+        model.get_layer("features")
+        above = model({"crop": np.zeros((6, 32, 32, 1), np.float32), "level": level_inputs(2)})
+        assert above.shape == (6, 4)
+
+
+def test_grader_round_trips_through_a_keras_file(tmp_path):
+    model = build_grader("invgg", 32, width=4)
+    model.get_layer("grade_logits").bias.assign([2.0, 0.5, -0.5, -2.0])
+    x = {"crop": np.random.default_rng(0).random((3, 32, 32, 1)).astype(np.float32), "level": level_inputs(1)}
+    model.save(tmp_path / "grader.keras")
+
+    loaded = keras.saving.load_model(tmp_path / "grader.keras", compile=False)
+
+    assert isinstance(loaded.get_layer("grade_logits"), OrdinalThresholds)
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+
+
+def test_disc_crops_are_centred_on_their_disc():
+    enhanced = np.zeros((300, 200), dtype=np.uint8)
+    centres = np.array([[0.5, 0.4], [0.55, 0.55], [0.6, 0.7]])
+    for cx, cy in centres:
+        enhanced[int(cy * 300) - 3 : int(cy * 300) + 4, int(cx * 200) - 3 : int(cx * 200) + 4] = 255
+
+    crops = crop_discs(enhanced, centres, 32)
+
+    assert crops.shape == (3, 32, 32, 1)
+    for crop in crops[:, :, :, 0]:
+        row, col = np.unravel_index(np.argmax(crop), crop.shape)
+        assert abs(row - 16) <= 2 and abs(col - 16) <= 2
+
+
+def test_training_entry_point_refuses_bad_flags(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "grader",
+                "--arch",
+                "invgg",
+                "--data",
+                str(SAMPLE_DATA),
+                "--out",
+                str(tmp_path / "g"),
+                "--epochs",
+                "0",
+            ]
+        )
+        == 2
+    )
+    assert "must be positive" in capsys.readouterr().err
+    assert main(["localizer", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "l")]) == 2
+    assert "not found" in capsys.readouterr().err
+    missing = ["--localizer", str(tmp_path / "loc"), "--grader", str(tmp_path / "grader")]
+    assert main(["evaluate", "--data", str(SAMPLE_DATA), *missing]) == 2
+    assert "no model artifact" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["grader", "--arch", "resnet", "--data", str(SAMPLE_DATA), "--out", str(tmp_path / "g")])
+
+
+@pytest.mark.slow
+def test_trained_models_analyse_a_scan_end_to_end(tmp_path):
+    from ml.levels.pipeline import NOT_ASSESSABLE, LevelAnalyser
+    from ml.preprocessing import load_grayscale
+
+    common = ["--data", str(SAMPLE_DATA), "--epochs", "1", "--batch-size", "4", "--width", "4"]
+    assert main(["localizer", *common, "--out", str(tmp_path / "loc"), "--input-size", "64"]) == 0
+    assert (
+        main(["grader", *common, "--out", str(tmp_path / "grader"), "--arch", "invgg", "--crop-size", "32"])
+        == 0
+    )
+    card = json.loads((tmp_path / "loc" / "model_card.json").read_text())
+    assert set(card) >= {"kind", "level_names", "preprocess", "box_shape", "gate", "parameters", "training"}
+    assert main(["localizer", *common, "--out", str(tmp_path / "loc")]) == 2  # never overwrites
+
+    analyser = LevelAnalyser(tmp_path / "loc", tmp_path / "grader")
+    image = load_grayscale(next((SAMPLE_DATA / "ddd").glob("*.png")))
+    # the gate's thresholds come from the training images; open them to see the grading of one untrained scan
+    analyser.gate = type(analyser.gate)(0.0, (0.0, 1e9), (0.0, 1e9), 1e9, 1.0)
+    located = analyser.locate([image])[0]
+    located.centres[:] = [[0.5, 0.5], [0.52, 0.62], [0.55, 0.74]]
+    above = analyser.grade([image], [located.centres])[0]
+    analysis = analyser._finding(image, located, above, other_orientations=np.zeros(3))
+
+    assert analysis.outcome in ("normal", "ddd")
+    assert [level.level for level in analysis.levels] == ["L3-L4", "L4-L5", "L5-S1"]
+    for level in analysis.levels:
+        assert sum(level.grade_probabilities) == pytest.approx(1.0, abs=1e-3)
+        x0, y0, x1, y1 = level.box
+        assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
+    assert 0.0 <= analysis.ddd_probability <= 1.0
+    flat = analyser.analyse(np.full((200, 200), 128, dtype=np.uint8))
+    assert flat.outcome == NOT_ASSESSABLE and flat.ddd_probability is None and "contrast" in flat.reason
