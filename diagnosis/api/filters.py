@@ -4,6 +4,8 @@ diagnosis.api.errors answers in the API's error shape."""
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
@@ -66,6 +68,24 @@ class Ordering(django_filters.OrderingFilter):
         return qs.order_by(*ordering, "-pk" if ordering[0].startswith("-") else "pk")
 
 
+class UtcDateTimeField(forms.DateTimeField):
+    """An ISO 8601 date or time, with whatever offset it names, as UTC: PostgreSQL refuses offsets past
+    15:59, and a time that leaves the calendar when shifted is a bad value, not a server error."""
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        if moment is None:
+            return None
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Enter a valid date/time.", code="invalid") from None
+
+
+class DateTimeFilter(django_filters.DateTimeFilter):
+    field_class = UtcDateTimeField
+
+
 class PeriodForm(forms.Form):
     def clean(self) -> dict:
         cleaned_data = super().clean()
@@ -75,13 +95,13 @@ class PeriodForm(forms.Form):
         return cleaned_data
 
 
-def created_period(field_name: str) -> tuple[django_filters.DateTimeFilter, django_filters.DateTimeFilter]:
+def created_period(field_name: str) -> tuple[DateTimeFilter, DateTimeFilter]:
     """`created_after` and `created_before` on the field that says when a row of this list was created."""
     return (
-        django_filters.DateTimeFilter(
+        DateTimeFilter(
             field_name=field_name, lookup_expr="gte", help_text="Created at or after (ISO 8601 date or time)."
         ),
-        django_filters.DateTimeFilter(
+        DateTimeFilter(
             field_name=field_name,
             lookup_expr="lte",
             help_text="Created at or before (ISO 8601 date or time).",

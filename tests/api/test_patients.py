@@ -36,6 +36,9 @@ def test_patients_list_searches_filters_orders_and_paginates(api, clinician):
     ]
     assert api.get("/api/v1/patients/", {"created_after": "2999-01-01"}).json()["count"] == 0
     assert api.get("/api/v1/patients/", {"created_before": "2999-01-01T00:00:00Z"}).json()["count"] == 3
+    # Any offset the ISO parser takes, even past what PostgreSQL accepts, is compared in UTC.
+    assert api.get("/api/v1/patients/", {"created_after": "1000-10-22T05:19:26-22:23"}).json()["count"] == 3
+    assert api.get("/api/v1/patients/", {"created_before": "2999-01-27T21:18:42+16:20"}).json()["count"] == 3
 
 
 def test_patients_list_rejects_bad_query_parameters(api):
@@ -44,6 +47,9 @@ def test_patients_list_rejects_bad_query_parameters(api):
     period = {"created_after": "2024-02-01", "created_before": "2024-01-01"}
     assert_error(api.get("/api/v1/patients/", period), 400, "created_before")
     assert_error(api.get("/api/v1/patients/", {"search": "x" * 1000}), 400, "search")
+    assert_error(
+        api.get("/api/v1/patients/", {"created_after": "0001-01-01T00:00:00+05:00"}), 400, "created_after"
+    )
     assert_error(api.get("/api/v1/patients/", {"page": "99999999999999999999999"}), 404)
 
 
