@@ -126,6 +126,20 @@ def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> U
         )
     except ImageRejected as exc:
         raise _refuse(f"{original_name}: {exc.message}", exc.code) from None
+    try:
+        return _store(user=user, case=case, original_name=original_name, inspected=inspected)
+    except TRANSIENT_DATABASE_ERRORS:
+        # The database dropped the connection mid-request (a restart, a terminated backend): once more on a
+        # fresh one. Safe, since the same bytes in the same case are found again as a re-upload.
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        return _store(user=user, case=case, original_name=original_name, inspected=inspected)
+
+
+def _store(
+    *, user: AbstractBaseUser, case: Case, original_name: str, inspected: InspectedImage
+) -> UploadResult:
     existing = _existing(case, inspected.sha256)
     if existing:
         return _restore_missing_file(existing, inspected.stored_bytes)

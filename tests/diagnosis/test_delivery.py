@@ -268,12 +268,28 @@ def test_a_commit_that_drops_the_connection_after_writing_keeps_the_file_and_the
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(connection, "commit", commit_then_drop)
-    with pytest.raises(OperationalError):
-        _upload(case, png_bytes(40, 30))
+    result = _upload(case, png_bytes(40, 30))  # the retry on a fresh connection finds the row written
     monkeypatch.undo()
 
     scan = Scan.objects.get()
-    assert Path(scan.file.path).is_file()
-    again = _upload(case, png_bytes(40, 30))
-    assert not again.created and again.scan.pk == scan.pk
-    assert prediction_dispatch_owed() == [again.prediction.pk]
+    assert result.scan.pk == scan.pk and Path(scan.file.path).is_file()
+    assert prediction_dispatch_owed() == [result.prediction.pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload_whose_database_connection_drops_once_is_stored_on_a_fresh_one(case, broker, monkeypatch):
+    create = Prediction.objects.create
+    failures = []
+
+    def drops_once(**kwargs):
+        if not failures:
+            failures.append(kwargs)
+            raise OperationalError("terminating connection due to administrator command")
+        return create(**kwargs)
+
+    monkeypatch.setattr(Prediction.objects, "create", drops_once)
+    result = _upload(case, png_bytes(40, 30))
+
+    assert failures and result.created
+    assert Scan.objects.get().pk == result.scan.pk and Path(result.scan.file.path).is_file()
+    assert Prediction.objects.get().pk == result.prediction.pk
