@@ -7,8 +7,8 @@ from django.conf import settings
 from django.db import connections
 from kombu.exceptions import OperationalError as BrokerError
 
+from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS
 from diagnosis.services.predictions import (
-    TRANSIENT_DATABASE_ERRORS,
     prediction_abandon,
     prediction_dispatch_owed,
     prediction_requeue_left_running,

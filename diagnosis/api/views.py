@@ -52,6 +52,7 @@ from diagnosis.selectors import (
 )
 from diagnosis.services.accounts import token_create, token_revoke, token_revoke_all
 from diagnosis.services.cases import case_create, case_update
+from diagnosis.services.database import once_more_on_a_fresh_connection
 from diagnosis.services.patients import patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
@@ -299,6 +300,10 @@ class CaseScanListApi(ListApi):
         },
     )
     def post(self, request: Request, pk: int) -> Response:
+        # The whole answer, not only the upload, survives a dropped connection: an upload is safe to repeat.
+        return once_more_on_a_fresh_connection(lambda: self._upload(request, pk))
+
+    def _upload(self, request: Request, pk: int) -> Response:
         case = case_get(user=request.user, pk=pk)
         uploaded_file = validated(self.ScanUploadInputSerializer, request.data)["file"]
         result = scan_upload(user=request.user, case=case, uploaded_file=uploaded_file)

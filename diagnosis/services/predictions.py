@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
@@ -16,6 +16,7 @@ from diagnosis.errors import ApplicationError
 from diagnosis.models import Prediction, Scan
 from diagnosis.services.access import ensure_can_change_case
 from diagnosis.services.cases import case_refresh_status
+from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS
 from ml.models import ModelVersion
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NO_ACTIVE_MODEL = "no active model"
-# A database that is restarting or unreachable: the task retries, so the claim on the prediction is undone.
-TRANSIENT_DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 def _dispatch(prediction_id: int) -> bool:
@@ -201,7 +200,12 @@ def _heatmap_name(prediction: Prediction) -> str:
 
 def _record_outcome(prediction: Prediction, model_version: ModelVersion, outcome: Outcome) -> Prediction:
     storage = prediction.heatmap.storage
-    heatmap_name = storage.save(_heatmap_name(prediction), ContentFile(outcome.heatmap_png))
+    heatmap_name = _heatmap_name(prediction)
+    # Only an earlier run of this same prediction, killed before it recorded its result, can have written
+    # this name: replace its file rather than leave it behind under another name.
+    if storage.exists(heatmap_name):
+        storage.delete(heatmap_name)
+    heatmap_name = storage.save(heatmap_name, ContentFile(outcome.heatmap_png))
     try:
         return _finish(
             prediction,

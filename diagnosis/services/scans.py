@@ -13,7 +13,8 @@ from diagnosis.errors import ApplicationError
 from diagnosis.imaging import ImageRejected, InspectedImage, inspect_upload
 from diagnosis.models import Case, Prediction, Scan
 from diagnosis.services.access import ensure_can_change_case
-from diagnosis.services.predictions import TRANSIENT_DATABASE_ERRORS, prediction_create
+from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS, once_more_on_a_fresh_connection
+from diagnosis.services.predictions import prediction_create
 
 logger = logging.getLogger(__name__)
 
@@ -126,15 +127,10 @@ def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> U
         )
     except ImageRejected as exc:
         raise _refuse(f"{original_name}: {exc.message}", exc.code) from None
-    try:
-        return _store(user=user, case=case, original_name=original_name, inspected=inspected)
-    except TRANSIENT_DATABASE_ERRORS:
-        # The database dropped the connection mid-request (a restart, a terminated backend): once more on a
-        # fresh one. Safe, since the same bytes in the same case are found again as a re-upload.
-        if connection.in_atomic_block:
-            raise
-        connection.close()
-        return _store(user=user, case=case, original_name=original_name, inspected=inspected)
+    # Safe to repeat: the same bytes in the same case are found again as a re-upload.
+    return once_more_on_a_fresh_connection(
+        lambda: _store(user=user, case=case, original_name=original_name, inspected=inspected)
+    )
 
 
 def _store(

@@ -112,10 +112,19 @@ def test_prediction_of_a_dead_pool_process_of_this_node_is_taken_over(active_mod
         claimed_pid=_dead_pid(),
     )
 
+    scan_folder = Path(prediction.scan.file.path).parent
+    left_by_the_dead_run = scan_folder / f"{prediction.scan.sha256}-heatmap-{prediction.pk}.png"
+    left_by_the_dead_run.write_bytes(b"half a heatmap")
+
     prediction = prediction_run(prediction_id=prediction.pk, worker=NODE)
 
     assert (prediction.status, prediction.attempts) == (Prediction.Status.DONE, 2)
     assert (prediction.claimed_by, prediction.claimed_pid) == (NODE, os.getpid())
+    # The heatmap the killed run wrote is replaced, not left behind beside the new one.
+    assert (
+        sorted(scan_folder.glob("*-heatmap-*")) == [Path(prediction.heatmap.path)] == [left_by_the_dead_run]
+    )
+    assert left_by_the_dead_run.read_bytes().startswith(b"\x89PNG")
 
 
 def test_prediction_whose_pool_process_died_each_time_fails_after_the_attempts_allowed(db, settings):
@@ -293,3 +302,32 @@ def test_upload_whose_database_connection_drops_once_is_stored_on_a_fresh_one(ca
     assert failures and result.created
     assert Scan.objects.get().pk == result.scan.pk and Path(result.scan.file.path).is_file()
     assert Prediction.objects.get().pk == result.prediction.pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload_api_answers_on_a_fresh_connection_when_the_database_drops_one_mid_request(
+    case, broker, monkeypatch
+):
+    from diagnosis.api import views
+
+    case_get = views.case_get
+    failures = []
+
+    def drops_once(**kwargs):
+        if not failures:
+            failures.append(kwargs)
+            raise OperationalError("terminating connection due to administrator command")
+        return case_get(**kwargs)
+
+    monkeypatch.setattr(views, "case_get", drops_once)
+    client = APIClient()
+    client.force_authenticate(case.owner)
+
+    response = client.post(
+        f"/api/v1/cases/{case.pk}/scans/",
+        {"file": SimpleUploadedFile("spine.png", png_bytes(40, 30))},
+        format="multipart",
+    )
+
+    assert failures and response.status_code == 201, response.content
+    assert Scan.objects.get().pk == response.json()["id"]
