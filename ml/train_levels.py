@@ -25,6 +25,16 @@ def _parser() -> argparse.ArgumentParser:
         if name == "grader":
             command.add_argument("--arch", required=True, choices=ARCHITECTURES)
             command.add_argument("--crop-size", type=int, default=64)
+            command.add_argument("--crop-scale", type=float, help="crop side in disc spacings")
+            command.add_argument(
+                "--shifted-copies", type=int, default=8, help="shifted copies of each training image"
+            )
+            command.add_argument(
+                "--calibration-folds",
+                type=int,
+                default=0,
+                help="fit the calibration on out-of-fold probabilities of this many patient folds first",
+            )
         else:
             command.add_argument("--input-size", type=int, default=128)
     evaluate = commands.add_parser("evaluate", help="validation figures, plain and shifted; fits calibration")
@@ -34,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", default="val")
     evaluate.add_argument("--shift-seed", type=int, default=7)
     evaluate.add_argument("--json", type=Path, help="write the figures here")
-    evaluate.add_argument("--store-calibration", action="store_true", help="write it into each grader's card")
+    evaluate.add_argument(
+        "--store-calibration",
+        action="store_true",
+        help="write the calibration fitted on this split into each grader's card (replaces the stored one)",
+    )
     return parser
 
 
@@ -50,6 +64,15 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.epochs < 1 or args.batch_size < 1 or args.learning_rate <= 0 or args.width < 1:
             raise DataError("epochs, batch size, learning rate and width must be positive")
+        if args.command == "grader" and (
+            (args.crop_scale is not None and args.crop_scale <= 0)
+            or args.shifted_copies < 0
+            or args.calibration_folds == 1
+            or args.calibration_folds < 0
+        ):
+            raise DataError(
+                "crop scale must be positive, shifted copies not negative, calibration folds 0 or at least 2"
+            )
         config = LevelTrainConfig(
             output_dir=args.out,
             epochs=args.epochs,
@@ -65,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             train_localizer(train, config)
         else:
             config.crop_size = args.crop_size
+            config.crop_scale = args.crop_scale or config.crop_scale
+            config.shifted_copies = args.shifted_copies
+            config.calibration_folds = args.calibration_folds
             train_grader(args.arch, train, config)
     except (DataError, ArtifactError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

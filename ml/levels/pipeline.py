@@ -21,6 +21,7 @@ from ml.levels.calibration import Calibration
 from ml.levels.discs import LEVEL_NAMES, N_LEVELS, BoxShape
 from ml.levels.gate import GateSpec, check_input
 from ml.levels.grading import (
+    CROP_SCALE,
     DEGENERATED_FROM,
     crop_discs,
     degenerated_probability,
@@ -74,6 +75,7 @@ class LevelAnalyser:
         self.localizer_spec = PreprocessSpec.from_dict(self.localizer_card["preprocess"])
         self.grader_spec = PreprocessSpec.from_dict(self.grader_card["preprocess"])
         self.crop_size = int(self.grader_card["crop_size"])
+        self.crop_scale = float(self.grader_card.get("crop_scale", CROP_SCALE))
         self.box_shape = BoxShape(**self.localizer_card["box_shape"])
         self.gate = GateSpec.from_dict(self.localizer_card["gate"])
         stored = self.grader_card.get("calibration")
@@ -114,7 +116,7 @@ class LevelAnalyser:
         """(N, 3, 4) P(grade > k) for the discs at ``centres`` (fractions) of each image."""
         crops = np.concatenate(
             [
-                crop_discs(enhance(image, self.grader_spec), c, self.crop_size)
+                crop_discs(enhance(image, self.grader_spec), c, self.crop_size, scale=self.crop_scale)
                 for image, c in zip(images, centres, strict=True)
             ]
         )

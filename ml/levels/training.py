@@ -19,14 +19,27 @@ import numpy as np
 
 from ml.data import Sample, load_folder, load_images
 from ml.errors import ArtifactError, DataError
-from ml.levels.discs import LEVEL_NAMES, BoxShape, ShiftSpec, level_boxes, shift_scan, shifted_copies
+from ml.evaluation import roc_auc
+from ml.levels.calibration import Calibration, expected_calibration_error, patient_folds
+from ml.levels.discs import (
+    LEVEL_NAMES,
+    N_LEVELS,
+    BoxShape,
+    ShiftSpec,
+    level_boxes,
+    shift_scan,
+    shifted_copies,
+)
 from ml.levels.gate import GateSpec
 from ml.levels.grading import (
     CROP_SCALE,
     build_grader,
     crop_discs,
+    degenerated_probability,
+    image_probability,
     level_inputs,
     ordinal_targets,
+    predicted_grades,
 )
 from ml.levels.localization import (
     OUTPUT_STRIDE,
@@ -37,6 +50,7 @@ from ml.levels.localization import (
     spatial_cross_entropy,
     with_turned_copies,
 )
+from ml.levels.metrics import grading_metrics
 from ml.preprocessing import PreprocessSpec, enhance, preprocess, to_single_channel
 from ml.training import DATA_ATTRIBUTION
 
@@ -86,6 +100,9 @@ class LevelTrainConfig:
     seed: int = 20240601
     input_size: int = 128  # localiser
     crop_size: int = 64  # grader
+    crop_scale: float = CROP_SCALE  # grader crop side in disc spacings
+    shifted_copies: int = 8  # grader: shifted copies per training image
+    calibration_folds: int = 0  # grader: out-of-fold runs for the calibration (0: none)
     width: int = 16
     shift: ShiftSpec = field(default_factory=ShiftSpec)
 
@@ -115,15 +132,28 @@ class _LocalizerBatches(keras.utils.PyDataset):
         self.order = self.rng.permutation(len(self.order))
 
 
-class _GraderBatches(keras.utils.PyDataset):
-    """Three disc crops per image, from a shifted copy of the slice on most images, with crop jitter."""
+def _grader_copies(data: LevelData, spec: PreprocessSpec, config: LevelTrainConfig) -> list[list[tuple]]:
+    """Per image: the enhanced slice and ``shifted_copies`` enhanced shifted copies, each with its boxes.
 
-    def __init__(self, data: LevelData, spec: PreprocessSpec, config: LevelTrainConfig):
+    Drawn once: on a CPU, shifting and enhancing a whole slice costs about twenty times the grader's own
+    training step, and the crop jitter still makes every epoch's crops new.
+    """
+    rng = np.random.default_rng(config.seed)
+    copies = []
+    for image, boxes in zip(data.images, data.boxes, strict=True):
+        shifted = [shift_scan(image, boxes, rng, config.shift) for _ in range(config.shifted_copies)]
+        copies.append([(enhance(image, spec), boxes)] + [(enhance(s, spec), b) for s, b in shifted])
+    return copies
+
+
+class _GraderBatches(keras.utils.PyDataset):
+    """Three disc crops per image of ``indices``, from a shifted copy on most images, with crop jitter."""
+
+    def __init__(self, data: LevelData, copies: list, indices: np.ndarray, config: LevelTrainConfig):
         super().__init__()
-        self.data, self.spec, self.config = data, spec, config
-        self.enhanced = [enhance(image, spec) for image in data.images]
+        self.data, self.copies, self.indices, self.config = data, copies, indices, config
         self.rng = np.random.default_rng(config.seed)
-        self.order = self.rng.permutation(len(data.images))
+        self.order = self.rng.permutation(indices)
 
     def __len__(self):
         return math.ceil(len(self.order) / self.config.batch_size)
@@ -132,15 +162,16 @@ class _GraderBatches(keras.utils.PyDataset):
         chosen = self.order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
         crops = []
         for i in chosen:
-            enhanced, boxes = self.enhanced[i], self.data.boxes[i]
-            if self.rng.random() < SHIFT_PROBABILITY:
-                shifted, boxes = shift_scan(self.data.images[i], boxes, self.rng, self.config.shift)
-                enhanced = enhance(shifted, self.spec)
+            copy = 0
+            if self.config.shifted_copies and self.rng.random() < SHIFT_PROBABILITY:
+                copy = 1 + self.rng.integers(self.config.shifted_copies)
+            enhanced, boxes = self.copies[i][copy]
             crops.append(
                 crop_discs(
                     enhanced,
                     boxes[:, :2],
                     self.config.crop_size,
+                    scale=self.config.crop_scale,
                     rng=self.rng,
                     jitter=0.12,
                     scale_jitter=0.15,
@@ -151,7 +182,7 @@ class _GraderBatches(keras.utils.PyDataset):
         return x, ordinal_targets(self.data.grades[chosen].reshape(-1))
 
     def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.order))
+        self.order = self.rng.permutation(self.indices)
 
 
 class _Progress(keras.callbacks.Callback):
@@ -254,27 +285,98 @@ def train_localizer(
     return card
 
 
+def _grader_fit(
+    arch: str, train: LevelData, copies: list, indices: np.ndarray, config: LevelTrainConfig, log
+) -> tuple[keras.Model, float]:
+    keras.utils.set_random_seed(config.seed)
+    model = build_grader(arch, config.crop_size, width=config.width)
+    batches = _GraderBatches(train, copies, indices, config)
+    return model, _fit(model, batches, keras.losses.BinaryCrossentropy(), config, log)
+
+
+def out_of_fold_grading(
+    arch: str, train: LevelData, copies: list, config: LevelTrainConfig, log: Callable[[str], None]
+) -> np.ndarray:
+    """(N, 3, 4) P(grade > k) of every training image from a grader trained without its patient's fold."""
+    groups = np.array([sample.patient_id for sample in train.samples])
+    fold_of = patient_folds(groups, config.calibration_folds, seed=config.seed)
+    above = np.empty((len(train.images), N_LEVELS, 4))
+    for fold in range(config.calibration_folds):
+        held = np.flatnonzero(fold_of == fold)
+        log(f"fold {fold + 1}/{config.calibration_folds}: {len(held)} images held out")
+        model, _ = _grader_fit(arch, train, copies, np.flatnonzero(fold_of != fold), config, log)
+        # copies[i][0] is the unshifted slice and its annotated boxes
+        crops = np.concatenate(
+            [
+                crop_discs(copies[i][0][0], copies[i][0][1][:, :2], config.crop_size, scale=config.crop_scale)
+                for i in held
+            ]
+        )
+        predicted = model.predict({"crop": crops, "level": level_inputs(len(held))}, batch_size=64, verbose=0)
+        above[held] = predicted.reshape(len(held), N_LEVELS, -1)
+    return above
+
+
+def _cross_validation_card(above: np.ndarray, train: LevelData, folds: int) -> tuple[Calibration, dict]:
+    """Platt calibration fitted on out-of-fold image probabilities, and the out-of-fold figures."""
+    flat = above.reshape(-1, above.shape[-1])
+    probability = image_probability(degenerated_probability(flat).reshape(-1, N_LEVELS))
+    calibration = Calibration.fit(probability, train.labels)
+    grading = grading_metrics(train.grades, predicted_grades(flat).reshape(-1, N_LEVELS))
+    figures = {
+        "folds": folds,
+        "by": "patient",
+        "weighted_kappa": round(grading["weighted_kappa"], 4),
+        "within_one": round(grading["within_one"], 4),
+        "accuracy": round(grading["accuracy"], 4),
+        "image_roc_auc": round(float(roc_auc(train.labels, probability)), 4),
+        "ece_uncalibrated": round(expected_calibration_error(probability, train.labels), 4),
+    }
+    return calibration, figures
+
+
 def train_grader(
     arch: str, train: LevelData, config: LevelTrainConfig, *, log: Callable[[str], None] = print
 ) -> dict:
-    """Train a ``vgg`` or ``invgg`` grader on crops around the annotated discs, write the artifact."""
+    """Train a ``vgg`` or ``invgg`` grader on crops around the annotated discs, write the artifact.
+
+    With ``calibration_folds``, graders trained on the other folds first score each held-out patient; the
+    image probability's calibration is fitted on those out-of-fold scores (the final grader's own scores on
+    its training images are over-confident), and the out-of-fold figures go into the card.
+    """
     output_dir = Path(config.output_dir)
     _check_output(output_dir)
-    keras.utils.set_random_seed(config.seed)
     spec = PreprocessSpec(input_size=config.crop_size)
-    model = build_grader(arch, config.crop_size, width=config.width)
+    copies = _grader_copies(train, spec, config)
+    extra = {}
+    if config.calibration_folds:
+        above = out_of_fold_grading(arch, train, copies, config, log)
+        calibration, figures = _cross_validation_card(above, train, config.calibration_folds)
+        log(f"out of fold: {figures}; calibration {calibration}")
+        extra = {
+            "calibration": {
+                **calibration.to_dict(),
+                "fitted_on": f"out-of-fold probabilities on the training split, {len(train.images)} images",
+            },
+            "cross_validation": figures,
+        }
+    model, seconds = _grader_fit(arch, train, copies, np.arange(len(train.images)), config, log)
     log(f"{arch} grader: {model.count_params():,} parameters, {3 * len(train.images)} training discs")
-    seconds = _fit(model, _GraderBatches(train, spec, config), keras.losses.BinaryCrossentropy(), config, log)
     card = {
         "kind": "disc_grader",
         "architecture": arch,
         "level_names": list(LEVEL_NAMES),
         "preprocess": spec.to_dict(),
         "crop_size": config.crop_size,
-        "crop_scale": CROP_SCALE,
+        "crop_scale": config.crop_scale,
         "gradcam_layer": "features",
         "parameters": int(model.count_params()),
-        "training": {**_training_facts(config, len(train.images)), "seconds": round(seconds, 1)},
+        "training": {
+            **_training_facts(config, len(train.images)),
+            "shifted_copies": config.shifted_copies,
+            "seconds": round(seconds, 1),
+        },
+        **extra,
         "data_attribution": DATA_ATTRIBUTION,
     }
     _save(model, card, output_dir)

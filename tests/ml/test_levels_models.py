@@ -72,6 +72,17 @@ def test_disc_crops_are_centred_on_their_disc():
         assert abs(row - 16) <= 2 and abs(col - 16) <= 2
 
 
+def test_a_larger_crop_scale_shows_more_context_around_the_disc():
+    enhanced = np.zeros((300, 200), dtype=np.uint8)
+    centres = np.array([[0.5, 0.4], [0.5, 0.55], [0.5, 0.7]])
+    enhanced[115:126, 95:106] = 255  # an 11-pixel disc at the first centre
+
+    close = crop_discs(enhanced, centres, 32, scale=1.0)[0, :, :, 0]
+    wide = crop_discs(enhanced, centres, 32, scale=2.0)[0, :, :, 0]
+
+    assert (wide > 0.5).sum() == pytest.approx((close > 0.5).sum() / 4, rel=0.35)
+
+
 def test_training_entry_point_refuses_bad_flags(tmp_path, capsys):
     assert (
         main(
@@ -90,6 +101,9 @@ def test_training_entry_point_refuses_bad_flags(tmp_path, capsys):
         == 2
     )
     assert "must be positive" in capsys.readouterr().err
+    grader = ["grader", "--arch", "vgg", "--data", str(SAMPLE_DATA), "--out", str(tmp_path / "g")]
+    assert main([*grader, "--crop-scale", "0"]) == 2
+    assert "crop scale must be positive" in capsys.readouterr().err
     assert main(["localizer", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "l")]) == 2
     assert "not found" in capsys.readouterr().err
     missing = ["--localizer", str(tmp_path / "loc"), "--grader", str(tmp_path / "grader")]
@@ -107,9 +121,20 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path):
     common = ["--data", str(SAMPLE_DATA), "--epochs", "1", "--batch-size", "4", "--width", "4"]
     assert main(["localizer", *common, "--out", str(tmp_path / "loc"), "--input-size", "64"]) == 0
     assert (
-        main(["grader", *common, "--out", str(tmp_path / "grader"), "--arch", "invgg", "--crop-size", "32"])
+        main(
+            [
+                "grader",
+                *common,
+                *("--out", str(tmp_path / "grader"), "--arch", "vgg", "--crop-size", "32"),
+                *("--crop-scale", "2.0", "--calibration-folds", "2"),
+            ]
+        )
         == 0
     )
+    grader_card = json.loads((tmp_path / "grader" / "model_card.json").read_text())
+    assert grader_card["crop_scale"] == 2.0
+    assert grader_card["calibration"]["fitted_on"].startswith("out-of-fold")
+    assert grader_card["cross_validation"]["folds"] == 2
     card = json.loads((tmp_path / "loc" / "model_card.json").read_text())
     assert set(card) >= {"kind", "level_names", "preprocess", "box_shape", "gate", "parameters", "training"}
     assert main(["localizer", *common, "--out", str(tmp_path / "loc")]) == 2  # never overwrites

@@ -58,6 +58,13 @@ def test_predicted_grade_degenerated_and_image_probabilities():
     np.testing.assert_allclose(image_probability(np.array([[0.2, 0.5, 0.0]])), [0.6])
 
 
+def test_two_near_misses_add_up_to_the_next_grade():
+    # No threshold past grade 2 reaches one half, but together they put the expected grade at 2.8.
+    above = np.array([[0.99, 0.45, 0.36, 0.0], [0.99, 0.45, 0.0, 0.0]])
+
+    assert predicted_grades(above).tolist() == [3, 2]
+
+
 def test_grading_metrics_on_a_known_example():
     true = np.array([1, 2, 2, 3, 4, 5])
     predicted = np.array([1, 2, 3, 3, 2, 5])
