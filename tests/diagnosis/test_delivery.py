@@ -55,6 +55,26 @@ def _upload(case, data: bytes):
     return scan_upload(user=case.owner, case=case, uploaded_file=SimpleUploadedFile("spine.png", data))
 
 
+def _api_upload(case, data: bytes):
+    client = APIClient()
+    client.force_authenticate(case.owner)
+    return client.post(
+        f"/api/v1/cases/{case.pk}/scans/", {"file": SimpleUploadedFile("spine.png", data)}, format="multipart"
+    )
+
+
+def _dropping_the_connection_once(function, failures: list):
+    """`function`, whose first call fails as if PostgreSQL had ended the connection (noted in failures)."""
+
+    def drops_once(**kwargs):
+        if not failures:
+            failures.append(kwargs)
+            raise OperationalError("terminating connection due to administrator command")
+        return function(**kwargs)
+
+    return drops_once
+
+
 def _dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
@@ -236,14 +256,8 @@ def test_upload_while_the_database_fails_answers_503_and_leaves_no_file(case, me
         raise OperationalError("server closed the connection unexpectedly")
 
     monkeypatch.setattr(Prediction.objects, "create", database_gone)
-    client = APIClient()
-    client.force_authenticate(case.owner)
 
-    response = client.post(
-        f"/api/v1/cases/{case.pk}/scans/",
-        {"file": SimpleUploadedFile("spine.png", png_bytes(40, 30))},
-        format="multipart",
-    )
+    response = _api_upload(case, png_bytes(40, 30))
 
     assert response.status_code == 503, response.content
     assert response.json() == {"message": "The database is unavailable; try again in a moment.", "errors": {}}
@@ -287,16 +301,10 @@ def test_a_commit_that_drops_the_connection_after_writing_keeps_the_file_and_the
 
 @pytest.mark.django_db(transaction=True)
 def test_upload_whose_database_connection_drops_once_is_stored_on_a_fresh_one(case, broker, monkeypatch):
-    create = Prediction.objects.create
     failures = []
-
-    def drops_once(**kwargs):
-        if not failures:
-            failures.append(kwargs)
-            raise OperationalError("terminating connection due to administrator command")
-        return create(**kwargs)
-
-    monkeypatch.setattr(Prediction.objects, "create", drops_once)
+    monkeypatch.setattr(
+        Prediction.objects, "create", _dropping_the_connection_once(Prediction.objects.create, failures)
+    )
     result = _upload(case, png_bytes(40, 30))
 
     assert failures and result.created
@@ -310,24 +318,10 @@ def test_upload_api_answers_on_a_fresh_connection_when_the_database_drops_one_mi
 ):
     from diagnosis.api import views
 
-    case_get = views.case_get
     failures = []
+    monkeypatch.setattr(views, "case_get", _dropping_the_connection_once(views.case_get, failures))
 
-    def drops_once(**kwargs):
-        if not failures:
-            failures.append(kwargs)
-            raise OperationalError("terminating connection due to administrator command")
-        return case_get(**kwargs)
-
-    monkeypatch.setattr(views, "case_get", drops_once)
-    client = APIClient()
-    client.force_authenticate(case.owner)
-
-    response = client.post(
-        f"/api/v1/cases/{case.pk}/scans/",
-        {"file": SimpleUploadedFile("spine.png", png_bytes(40, 30))},
-        format="multipart",
-    )
+    response = _api_upload(case, png_bytes(40, 30))
 
     assert failures and response.status_code == 201, response.content
     assert Scan.objects.get().pk == response.json()["id"]
