@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 def test_creates_the_local_accounts_once_with_debug_off(db, settings, tmp_path):
     settings.DEBUG = False
     settings.VAR_DIR = tmp_path
-    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]  # the default, without the test client's host
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]  # the default, without "testserver"
     first, second = StringIO(), StringIO()
 
     call_command("create_local_accounts", stdout=first)
