@@ -123,6 +123,7 @@ class Prediction(models.Model):
     class Label(models.TextChoices):
         NORMAL = "normal", "Normal"
         DDD = "ddd", "Degenerative disc disease"
+        NOT_ASSESSABLE = "not_assessable", "Not assessable"
 
     scan = models.ForeignKey(Scan, on_delete=models.CASCADE, related_name="predictions")
     model_version = models.ForeignKey(
@@ -137,8 +138,11 @@ class Prediction(models.Model):
         help_text="The model asked for; empty means the active model at run time.",
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    label = models.CharField(max_length=10, choices=Label.choices, blank=True)
-    probability = models.FloatField(null=True, blank=True, help_text="Probability of DDD.")
+    label = models.CharField(max_length=14, choices=Label.choices, blank=True)
+    probability = models.FloatField(
+        null=True, blank=True, help_text="Calibrated probability of DDD; empty when not assessable."
+    )
+    reason = models.TextField(blank=True, help_text="Why the scan is not assessable.")
     error = models.TextField(blank=True)
     input_sha256 = models.CharField(max_length=64, blank=True)
     preprocess_ms = models.FloatField(null=True, blank=True)
@@ -170,7 +174,9 @@ class Prediction(models.Model):
                 name="prediction_probability_range",
             ),
             models.CheckConstraint(
-                condition=~Q(status="done") | (Q(probability__isnull=False) & ~Q(label="")),
+                condition=~Q(status="done")
+                | (Q(probability__isnull=False) & Q(label__in=["normal", "ddd"]))
+                | (Q(label="not_assessable") & ~Q(reason="")),
                 name="prediction_done_has_result",
             ),
             models.CheckConstraint(
@@ -183,6 +189,36 @@ class Prediction(models.Model):
         return f"Prediction {self.pk} ({self.status})"
 
 
+class PredictionLevel(models.Model):
+    """The finding at one disc level of a finished prediction: where the disc is and its Pfirrmann grade."""
+
+    class Level(models.TextChoices):
+        L3_L4 = "L3-L4", "L3-L4"
+        L4_L5 = "L4-L5", "L4-L5"
+        L5_S1 = "L5-S1", "L5-S1"
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="levels")
+    level = models.CharField(max_length=5, choices=Level.choices)
+    box = models.JSONField(help_text="[x0, y0, x1, y1] in image pixels.")
+    grade = models.PositiveSmallIntegerField(help_text="Pfirrmann grade 1-5.")
+    grade_probabilities = models.JSONField(help_text="Probability of each grade, 1 to 5.")
+    degenerated_probability = models.FloatField(help_text="Probability of grade 3 or more.")
+
+    class Meta:
+        ordering = ["prediction", "level"]
+        constraints = [
+            models.UniqueConstraint(fields=["prediction", "level"], name="prediction_level_unique"),
+            models.CheckConstraint(condition=Q(grade__gte=1, grade__lte=5), name="prediction_level_grade"),
+            models.CheckConstraint(
+                condition=Q(degenerated_probability__gte=0.0, degenerated_probability__lte=1.0),
+                name="prediction_level_probability_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.level}: grade {self.grade}"
+
+
 class Review(models.Model):
     class Decision(models.TextChoices):
         AGREE = "agree", "Agree"
@@ -191,7 +227,7 @@ class Review(models.Model):
     prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="review")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     decision = models.CharField(max_length=10, choices=Decision.choices)
-    final_label = models.CharField(max_length=10, choices=Prediction.Label.choices)
+    final_label = models.CharField(max_length=14, choices=Prediction.Label.choices)
     comment = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -201,7 +237,10 @@ class Review(models.Model):
             models.CheckConstraint(
                 condition=Q(decision__in=["agree", "override"]), name="review_decision_valid"
             ),
-            models.CheckConstraint(condition=Q(final_label__in=["normal", "ddd"]), name="review_label_valid"),
+            models.CheckConstraint(
+                condition=Q(final_label__in=["normal", "ddd", "not_assessable"]),
+                name="review_label_valid",
+            ),
         ]
 
     def __str__(self) -> str:
