@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ import pydicom.dataelem
 import pydicom.encaps
 import pydicom.filereader
 import pydicom.pixels
-from PIL import ExifTags, Image, ImageFile
+from PIL import ExifTags, Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag
@@ -46,11 +47,21 @@ from pydicom.uid import (
     RLELossless,
 )
 
-DEFAULT_MAX_BYTES = 50 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
+from ml.errors import ImageError
+from ml.preprocessing import (
+    DEFAULT_MAX_PIXELS,
+    JPEG_SOI,
+    LUMA_WEIGHTS,
+    PNG_SIGNATURE,
+    check_pixel_count,
+    decode_16_bit_png_pixels,
+    decode_grey,
+    open_raster,
+    png_is_16_bit_colour,
+)
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-JPEG_SOI = b"\xff\xd8\xff"
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+
 DICOM_MAGIC_OFFSET = 128
 DICOM_MAGIC = b"DICM"
 
@@ -70,7 +81,6 @@ COLOUR_PHOTOMETRICS = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "
 
 # ITU-R BT.601 luma, the same weights Pillow uses for convert("L"), so PNG/JPEG and DICOM colour
 # images turn grey the same way.
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
 
 PERCENTILE_WINDOW = (0.5, 99.5)
 
@@ -312,6 +322,15 @@ class ImageRejected(ValueError):
         self.message = message
 
 
+@contextmanager
+def _rejected_when_undecodable():
+    """PNG and JPEG pixels are decoded by the ML core's decoder; its errors become upload rejections."""
+    try:
+        yield
+    except ImageError as error:
+        raise ImageRejected(error.code, str(error)) from error
+
+
 @dataclass(frozen=True)
 class DicomInfo:
     study_uid: str | None
@@ -362,7 +381,8 @@ def inspect_upload(
     image_format = _detect_format(data)
     sha256 = hashlib.sha256(data).hexdigest()
     if image_format == "dicom":
-        decoded = _decode_dicom(data, max_pixels=max_pixels)
+        with _rejected_when_undecodable():
+            decoded = _decode_dicom(data, max_pixels=max_pixels)
         return InspectedImage(
             format="dicom",
             width=decoded.view.shape[1],
@@ -371,8 +391,9 @@ def inspect_upload(
             stored_bytes=_deidentified_bytes(decoded.dataset),
             dicom=decoded.info,
         )
-    image = _open_raster(data, image_format, max_pixels=max_pixels)
-    stored, width, height = _reencoded_png(image, data, image_format)
+    with _rejected_when_undecodable():
+        image = open_raster(data, max_pixels=max_pixels)
+        stored, width, height = _reencoded_png(image, data, image_format)
     return InspectedImage(
         format="png", width=width, height=height, sha256=sha256, stored_bytes=stored, dicom=None
     )
@@ -389,11 +410,10 @@ def load_model_view(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX
         raise ImageRejected("empty", "The file is empty.")
     image_format = _detect_format(data)
     if image_format == "dicom":
-        return _decode_dicom(data, max_pixels=max_pixels).view
-    image = _open_raster(data, image_format, max_pixels=max_pixels)
-    if image_format == "png" and _png_is_16_bit_colour(data):
-        return _decode_16_bit_colour_png(data)
-    return _raster_to_grey(image)
+        with _rejected_when_undecodable():
+            return _decode_dicom(data, max_pixels=max_pixels).view
+    with _rejected_when_undecodable():
+        return decode_grey(data, max_pixels=max_pixels)
 
 
 # Detection ---------------------------------------------------------------------------------------------
@@ -431,83 +451,6 @@ def _looks_like_dicom_without_preamble(data: bytes) -> bool:
 # PNG / JPEG ----------------------------------------------------------------------------------------------
 
 
-def _open_raster(data: bytes, image_format: str, *, max_pixels: int) -> Image.Image:
-    """Open with Pillow, check the header dimensions, then decode every pixel."""
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        # A process-wide Pillow switch: with it on, truncated files would decode "successfully".
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on; uploads cannot be validated safely.")
-    label = image_format.upper()
-    try:
-        # Restricting Pillow to the sniffed format keeps it from trying its other (less used) decoders.
-        image = Image.open(io.BytesIO(data), formats=[label])
-    except Image.DecompressionBombError as error:
-        raise ImageRejected("too_many_pixels", _BOMB_MESSAGE) from error
-    except Exception as error:
-        raise ImageRejected("corrupt_image", f"The {label} file is damaged and cannot be read.") from error
-    _check_pixel_count(image.width, image.height, max_pixels)
-    try:
-        image.load()
-    except Image.DecompressionBombError as error:
-        raise ImageRejected("too_many_pixels", _BOMB_MESSAGE) from error
-    except Exception as error:
-        raise ImageRejected(
-            "corrupt_image", f"The {label} file is truncated or damaged and cannot be decoded."
-        ) from error
-    return image
-
-
-_BOMB_MESSAGE = "The image header claims far too many pixels to decode safely."
-
-
-def _check_pixel_count(width: int, height: int, max_pixels: int) -> None:
-    if width <= 0 or height <= 0:
-        raise ImageRejected("corrupt_image", f"The image header gives an empty size ({width}x{height}).")
-    if width * height > max_pixels:
-        raise ImageRejected(
-            "too_many_pixels",
-            f"The image is {width}x{height} pixels ({width * height:,}); the limit is {max_pixels:,}.",
-        )
-
-
-def _raster_to_grey(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        return np.asarray(image).astype(np.uint16)
-    if image.mode == "I":
-        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
-    if image.mode == "L":
-        return np.asarray(image)
-    if image.mode == "LA":
-        return np.asarray(image.getchannel("L"))
-    # Palette, bilevel, RGB(A), CMYK...: go through RGB so alpha and palettes are resolved first.
-    return np.asarray(image.convert("RGB").convert("L"))
-
-
-def _png_is_16_bit_colour(data: bytes) -> bool:
-    # IHDR is always the first chunk: bit depth at byte 24, colour type at 25 (2 = RGB, 4 = grey+alpha,
-    # 6 = RGBA). Pillow reduces these to 8 bits, so they are decoded with OpenCV to keep the precision.
-    return len(data) > 25 and data[24] == 16 and data[25] in (2, 4, 6)
-
-
-def _decode_16_bit_colour_png(data: bytes) -> np.ndarray:
-    decoded = _decode_16_bit_png_pixels(data)
-    if decoded.ndim == 2:
-        return decoded.astype(np.uint16)
-    if decoded.shape[2] == 2:
-        return decoded[:, :, 0].astype(np.uint16)
-    rgb = decoded[:, :, 2::-1].astype(np.float64)  # OpenCV gives BGR(A)
-    return np.rint(rgb @ LUMA_WEIGHTS).astype(np.uint16)
-
-
-def _decode_16_bit_png_pixels(data: bytes) -> np.ndarray:
-    """The PNG's pixels as OpenCV decodes them: uint16, BGR(A), with any EXIF orientation NOT applied."""
-    import cv2  # imported here: heavy, and only needed for this rare case
-
-    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if decoded is None:
-        raise ImageRejected("corrupt_image", "The PNG file is truncated or damaged and cannot be decoded.")
-    return decoded
-
-
 _PNG_COMPRESS_LEVEL = 1
 
 # What each EXIF orientation (TIFF tag 274) asks the viewer to do before showing the pixels.
@@ -529,10 +472,10 @@ def _reencoded_png(image: Image.Image, data: bytes, image_format: str) -> tuple[
     reduce to 8 bits, goes through OpenCV.
     """
     transpose = _EXIF_TRANSPOSES.get(_exif_orientation(image))
-    if image_format == "png" and _png_is_16_bit_colour(data):
+    if image_format == "png" and png_is_16_bit_colour(data):
         import cv2  # imported here: heavy, and only needed for this rare case
 
-        pixels = _decode_16_bit_png_pixels(data)
+        pixels = decode_16_bit_png_pixels(data)
         if transpose is not None:
             pixels = _transposed_array(pixels, transpose)
         ok, encoded = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, _PNG_COMPRESS_LEVEL])
@@ -603,7 +546,7 @@ def _decode_dicom(data: bytes, *, max_pixels: int) -> _DecodedDicom:
             "only MONOCHROME1, MONOCHROME2, RGB and YBR images are accepted.",
         )
     rows, columns = _positive_int(dataset, "Rows"), _positive_int(dataset, "Columns")
-    _check_pixel_count(columns, rows, max_pixels)
+    check_pixel_count(columns, rows, max_pixels)
 
     frame_count = _positive_int(dataset, "NumberOfFrames", default=1)
     frame_index = (frame_count - 1) // 2
@@ -753,7 +696,7 @@ def _check_codestream_size(
     if size is None:
         raise ImageRejected("dicom_unreadable", "The DICOM compressed frame has no readable image header.")
     width, height = size
-    _check_pixel_count(width, height, max_pixels)
+    check_pixel_count(width, height, max_pixels)
     if (width, height) != (columns, rows):
         raise ImageRejected(
             "dicom_unreadable",

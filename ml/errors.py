@@ -12,7 +12,12 @@ class DataError(MLError, ValueError):
 
 
 class ImageError(MLError, ValueError):
-    """An image cannot be decoded (corrupt, truncated, unsupported)."""
+    """An image cannot be decoded (corrupt, truncated, unsupported); ``code`` names why, for callers that
+    answer users (``corrupt_image``, ``too_many_pixels``, ``unsupported_type``, ``empty``)."""
+
+    def __init__(self, message: str, code: str = "corrupt_image") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ArchitectureError(MLError, ValueError):

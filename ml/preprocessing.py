@@ -18,7 +18,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile
 
 from ml.errors import ImageError
 
@@ -71,43 +71,107 @@ class AugmentSpec:
     )  # fmt: skip
 
 
-def load_grayscale(source: bytes | str | Path) -> np.ndarray:
-    """Decode a PNG/JPEG (8/16-bit, grey/RGB/RGBA/palette) into a 2-D uint8 or uint16 array.
+# The one decoder of PNG and JPEG pixels: training, evaluation and the worker (through
+# ``diagnosis.imaging.load_model_view``) all read images with ``decode_grey``.
 
-    Raises ImageError on missing, corrupt or truncated input.
+DEFAULT_MAX_PIXELS = 40_000_000
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOI = b"\xff\xd8\xff"
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+_BOMB_MESSAGE = "The image header claims far too many pixels to decode safely."
+
+
+def raster_format(data: bytes) -> str:
+    """ "png" or "jpeg" from the file's signature; ImageError otherwise."""
+    if data.startswith(PNG_SIGNATURE):
+        return "png"
+    if data.startswith(JPEG_SOI):
+        return "jpeg"
+    raise ImageError("The file is not a PNG or JPEG image.", "unsupported_type")
+
+
+def open_raster(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open a PNG or JPEG with Pillow, check the header dimensions, then decode every pixel."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # A process-wide Pillow switch: with it on, truncated files would decode "successfully".
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on; images cannot be validated safely.")
+    label = raster_format(data).upper()
+    try:
+        # Restricting Pillow to the sniffed format keeps it from trying its other (less used) decoders.
+        image = Image.open(io.BytesIO(data), formats=[label])
+    except Image.DecompressionBombError as error:
+        raise ImageError(_BOMB_MESSAGE, "too_many_pixels") from error
+    except Exception as error:
+        raise ImageError(f"The {label} file is damaged and cannot be read.") from error
+    check_pixel_count(image.width, image.height, max_pixels)
+    try:
+        image.load()
+    except Image.DecompressionBombError as error:
+        raise ImageError(_BOMB_MESSAGE, "too_many_pixels") from error
+    except Exception as error:
+        raise ImageError(f"The {label} file is truncated or damaged and cannot be decoded.") from error
+    return image
+
+
+def check_pixel_count(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageError(f"The image header gives an empty size ({width}x{height}).")
+    if width * height > max_pixels:
+        raise ImageError(
+            f"The image is {width}x{height} pixels ({width * height:,}); the limit is {max_pixels:,}.",
+            "too_many_pixels",
+        )
+
+
+def decode_grey(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """PNG or JPEG bytes -> 2-D grey array: uint8, or uint16 for 16-bit PNGs (grey or colour).
+
+    Colour uses luma weights, alpha carries no anatomy and is dropped. ImageError (with its ``code``) on
+    empty, unsupported, corrupt, truncated or oversized input.
     """
+    if not data:
+        raise ImageError("The file is empty.", "empty")
+    image = open_raster(data, max_pixels=max_pixels)
+    if png_is_16_bit_colour(data):
+        decoded = decode_16_bit_png_pixels(data)
+        if decoded.ndim == 2:
+            return decoded.astype(np.uint16)
+        rgb = decoded[:, :, 2::-1].astype(np.float64)  # OpenCV gives BGR(A)
+        return np.rint(rgb @ LUMA_WEIGHTS).astype(np.uint16)
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return np.asarray(image).astype(np.uint16)
+    if image.mode == "I":
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+    if image.mode == "L":
+        return np.asarray(image)
+    if image.mode == "LA":
+        return np.asarray(image.getchannel("L"))
+    # Palette, bilevel, RGB(A), CMYK...: go through RGB so alpha and palettes are resolved first.
+    return np.asarray(image.convert("RGB").convert("L"))
+
+
+def png_is_16_bit_colour(data: bytes) -> bool:
+    # IHDR is always the first chunk: bit depth at byte 24, colour type at 25 (2 = RGB, 4 = grey+alpha,
+    # 6 = RGBA). Pillow reduces these to 8 bits, so they are decoded with OpenCV to keep the precision.
+    return data.startswith(PNG_SIGNATURE) and len(data) > 25 and data[24] == 16 and data[25] in (2, 4, 6)
+
+
+def decode_16_bit_png_pixels(data: bytes) -> np.ndarray:
+    """The PNG's pixels as OpenCV decodes them: uint16, BGR(A), with any EXIF orientation NOT applied."""
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None:
+        raise ImageError("The PNG file is truncated or damaged and cannot be decoded.")
+    return decoded
+
+
+def load_grayscale(source: bytes | str | Path) -> np.ndarray:
+    """``decode_grey`` of a file (or bytes); ImageError on a missing, corrupt or truncated one."""
     if isinstance(source, str | Path):
         try:
-            data = Path(source).read_bytes()
+            source = Path(source).read_bytes()
         except OSError as exc:
             raise ImageError(f"cannot read image file {source}: {exc.strerror or exc}") from exc
-    else:
-        data = bytes(source)
-    if not data:
-        raise ImageError("image is empty (0 bytes)")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            return _pil_to_grayscale(image)
-    except UnidentifiedImageError as exc:
-        raise ImageError("not a readable PNG or JPEG image") from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"corrupt or truncated image: {exc}") from exc
-
-
-def _pil_to_grayscale(image: Image.Image) -> np.ndarray:
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(image, dtype=np.uint16).copy()
-    if image.mode == "I":
-        array = np.asarray(image)
-        return np.clip(array, 0, 65535).astype(np.uint16)
-    if image.mode == "F":
-        array = np.asarray(image, dtype=np.float32)
-        return to_unit_float(array)
-    if image.mode == "L":
-        return np.asarray(image, dtype=np.uint8).copy()
-    # RGB, RGBA, LA, P, CMYK...: alpha carries no anatomy, PIL's luma conversion drops it.
-    return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+    return decode_grey(bytes(source))
 
 
 def to_single_channel(image: np.ndarray) -> np.ndarray:

@@ -80,8 +80,28 @@ def test_load_grayscale_rejects_truncated_jpeg():
     buffer = io.BytesIO()
     Image.fromarray((_phantom() * 255).astype(np.uint8)).save(buffer, format="JPEG")
 
-    with pytest.raises(ImageError, match="truncated|corrupt"):
+    with pytest.raises(ImageError, match="truncated|damaged") as raised:
         load_grayscale(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    assert raised.value.code == "corrupt_image"
+
+
+def test_training_and_the_worker_decode_a_16_bit_colour_png_alike():
+    """One decoder: the training loader and the worker's view keep all 16 bits of a colour PNG."""
+    import cv2
+
+    from diagnosis.imaging import load_model_view
+
+    rgb = np.rint(np.dstack([_phantom()] * 3) * 65535).astype(np.uint16)
+    rgb[:, :, 0] //= 2  # not grey: the channels differ
+    ok, encoded = cv2.imencode(".png", rgb)
+    assert ok
+    data = encoded.tobytes()
+
+    decoded = load_grayscale(data)
+
+    assert decoded.dtype == np.uint16
+    assert len(np.unique(decoded)) > 256  # not reduced to 8 bits
+    np.testing.assert_array_equal(decoded, load_model_view(data))
 
 
 def test_load_grayscale_reports_missing_file(tmp_path):
