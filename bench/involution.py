@@ -6,9 +6,10 @@ so outputs must agree to float tolerance.
 
 Setup: batch 16, 32 channels, 4 groups, K=3, stride 1, float32, on the CPU. Time: forward + backward
 (gradients w.r.t. input and weights) under ``tf.function(jit_compile=True)``, the same XLA compilation
-Keras ``fit`` uses by default (``jit_compile="auto"``, as in ``ml.training``); median of --repeats runs
-after two warm-ups. ``--no-jit`` compares plain graphs: XLA fuses the reference's patch extraction into
-the multiply-and-sum, so the patch tensor is only materialised without it.
+Keras ``fit`` uses by default (``jit_compile="auto"``, which ``ml.levels.training`` leaves as it is);
+median of --repeats runs after two warm-ups. ``--no-jit`` compares plain graphs: XLA fuses the
+reference's patch extraction into the multiply-and-sum, so the patch tensor is only materialised
+without it.
 Memory: TensorFlow reports no allocator statistics on the CPU, so each variant and size runs in a fresh
 subprocess that builds the layer and input, then runs one compiled forward+backward step and reports
 peak RSS (``VmHWM`` in /proc/self/status) minus RSS before that step, in MB. It includes XLA compilation

@@ -1,21 +1,29 @@
 """Upload-to-result benchmark of the whole pipeline: N scans go through ``scan_upload`` while a real Celery
-worker, started and stopped here, classifies them with the active model.
+worker, started and stopped here, analyses them with the active model.
 
 Runs on PostgreSQL and Redis (DATABASE_URL and CELERY_BROKER_URL, defaulting to the local servers below),
 migrates the database first (which registers the shipped models under ml/artifacts/) and uses the active
 model, or the artifact folder given with --artifact, activated for the run only. Scans are the real images
 in ../shared/data/sudirman_midsag_t2 (relative to the repository root) or, without it, generated ones.
 
-Before timing, the worker pool classifies one scan per process, so each has loaded Keras and the model.
+Before timing, the worker pool analyses one scan per process, so each has loaded Keras and the model.
 Latency: from the call to ``scan_upload`` to the prediction's ``finished_at``. Throughput: N over the time
 from the first upload to the last finished prediction. Worker RSS: the largest sum of the pool processes'
-VmRSS (/proc) seen during the run. Single-image inference: ``Classifier.predict`` on one image in this
-process, median of --repeats warm calls, for each shipped model (and --artifact).
+VmRSS (/proc) seen during the run.
+
+Single scan, in this process, for each shipped model (and --artifact), on the real images only: what a
+worker does per scan, end to end: decode the stored PNG (``load_model_view``), gate, localise, grade the
+three levels, Grad-CAM heatmap and its overlay PNG. ``load_ms``: loading the artifact and tracing its graphs
+(``warm_up``, as a worker does when it starts); ``first_call_ms``: the first scan after that (the first
+upload after a start); ``single_image_ms``: the median of --repeats warm scans (other images in turn);
+``single_image_rss_mb``: this process's VmRSS after them (Django, TensorFlow and the models loaded so far).
+``--single-image-only`` measures just these, without database, broker or worker.
 
 Everything it creates (user, patient, case, scans, predictions, stored files, a model row for --artifact)
 is removed at the end, and the active model is restored.
 
     DJANGO_SETTINGS_MODULE=lumbar_platform.settings.base .venv/bin/python bench/pipeline.py [-n 200] [--json]
+    .venv/bin/python bench/pipeline.py --single-image-only [--artifact DIR] [--repeats 50]
 """
 
 from __future__ import annotations
@@ -68,13 +76,19 @@ from ml.registry import (  # noqa: E402
 )
 
 FINISHED = (Prediction.Status.DONE, Prediction.Status.FAILED)
+SINGLE_KEYS = ("single_image_ms", "first_call_ms", "load_ms", "single_image_rss_mb")
+
+
+def _real_images(count: int) -> list[tuple[str, bytes]]:
+    files = sorted(DATA_DIR.glob("*/*.png"))[:count] if DATA_DIR.is_dir() else []
+    return [(path.name, path.read_bytes()) for path in files]
 
 
 def _scan_images(count: int) -> tuple[list[tuple[str, bytes]], str]:
     """``count`` distinct images: the real ones first, generated ones for the rest."""
-    files = sorted(DATA_DIR.glob("*/*.png"))[:count] if DATA_DIR.is_dir() else []
-    images = [(path.name, path.read_bytes()) for path in files]
-    source = f"{len(images)} real images from {DATA_DIR.name}" if images else "no real images found"
+    images = _real_images(count)
+    real = len(images)
+    source = f"{real} real images from {DATA_DIR.name}" if images else "no real images found"
     if len(images) < count:
         import io
 
@@ -86,7 +100,7 @@ def _scan_images(count: int) -> tuple[list[tuple[str, bytes]], str]:
             buffer = io.BytesIO()
             Image.fromarray(rng.integers(0, 256, (384, 384), dtype=np.uint8)).save(buffer, format="PNG")
             images.append((f"generated-{index}.png", buffer.getvalue()))
-        source += f", {count - len(files)} generated"
+        source += f", {count - real} generated"
     return images, source
 
 
@@ -167,7 +181,7 @@ def _remove_case(case: Case, patient: Patient, user) -> None:
 
 def _use_artifact(stack: ExitStack, artifact: Path) -> ModelVersion:
     previous = ModelVersion.objects.filter(is_active=True).first()
-    existed = ModelVersion.objects.filter(name=read_model_card(artifact)["name"]).exists()
+    existed = ModelVersion.objects.filter(name=read_model_card(artifact).name).exists()
     model_version = model_version_register(artifact_dir=artifact, activate=True)
 
     def restore() -> None:
@@ -205,22 +219,62 @@ def _upload_and_wait(
     return predictions, latencies, len(predictions) / span, peak_rss
 
 
-def _single_image_ms(artifact_dirs: list[Path], image: bytes, repeats: int) -> dict[str, float]:
-    from diagnosis.imaging import load_model_view
-    from ml.inference import Classifier
+def _rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
 
-    view = load_model_view(image)
-    timings = {}
+
+def _scan_end_to_end(analyser, data: bytes):
+    """One stored scan as the worker handles it: decode, analyse, overlay the heatmap."""
+    from diagnosis.imaging import load_model_view
+    from ml.explain import overlay_png
+
+    view = load_model_view(data)
+    analysis = analyser.analyse(view)
+    if analysis.heatmap is not None:
+        overlay_png(view, analysis.heatmap)
+    return analysis
+
+
+def _single_image(artifact_dirs: list[Path], images: list[bytes], repeats: int) -> dict[str, dict]:
+    """Per model: SINGLE_KEYS and how many of the scans were not assessable."""
+    from ml.levels.pipeline import NOT_ASSESSABLE, LevelAnalyser
+
+    figures = {}
     for artifact_dir in artifact_dirs:
-        classifier = Classifier.from_artifact(artifact_dir)
-        classifier.predict([view])
-        runs = []
-        for _ in range(repeats):
+        started = time.perf_counter()
+        analyser = LevelAnalyser.from_artifact(artifact_dir)
+        analyser.warm_up()
+        load_ms = (time.perf_counter() - started) * 1000
+        runs, refused = [], 0
+        for index in range(repeats + 1):
             started = time.perf_counter()
-            classifier.predict([view])
+            analysis = _scan_end_to_end(analyser, images[index % len(images)])
             runs.append((time.perf_counter() - started) * 1000)
-        timings[classifier.name] = round(statistics.median(runs), 1)
-    return timings
+            refused += analysis.outcome == NOT_ASSESSABLE
+        figures[analyser.card.name] = {
+            "load_ms": round(load_ms, 1),
+            "first_call_ms": round(runs[0], 1),
+            "single_image_ms": round(statistics.median(runs[1:]), 1),
+            "single_image_rss_mb": round(_rss_mb(), 1),
+            "not_assessable": refused,
+        }
+    return figures
+
+
+def _print_single(single: dict[str, dict], runs: int) -> None:
+    for name, figures in single.items():
+        print(
+            f"single scan end to end, {name}: warm median {figures['single_image_ms']:.1f} ms, first after "
+            f"load {figures['first_call_ms']:.1f} ms (load and trace {figures['load_ms']:.0f} ms), "
+            f"RSS {figures['single_image_rss_mb']:.0f} MB; "
+            f"{figures['not_assessable']} of {runs} scans not assessable"
+        )
+
+
+def _single_keys(single: dict[str, dict]) -> dict:
+    """The single-scan figures keyed as in the JSON output: {figure: {model: value}}."""
+    return {key: {name: figures[key] for name, figures in single.items()} for key in SINGLE_KEYS}
 
 
 def main() -> None:
@@ -230,14 +284,30 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=200, help="scans to upload (default 200)")
     parser.add_argument("-c", "--concurrency", type=int, default=1, help="worker pool processes (default 1)")
     parser.add_argument("--artifact", type=Path, help="model artifact folder to activate for the run")
-    parser.add_argument("--repeats", type=int, default=20, help="single-image inference runs per model")
+    parser.add_argument("--repeats", type=int, default=20, help="warm single-scan runs per model")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for the predictions")
+    parser.add_argument(
+        "--single-image-only",
+        action="store_true",
+        help="only the single-scan figures (no database or worker)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     say = (lambda *_: None) if args.json else print
 
-    call_command("migrate", verbosity=0)
     shipped = sorted(card.parent for card in SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json"))
+    real = [data for _, data in _real_images(args.repeats + 1)]
+    if not real:
+        raise SystemExit(f"no real images under {DATA_DIR} for the single-scan figures")
+    if args.single_image_only:
+        single = _single_image([*shipped, *([args.artifact] if args.artifact else [])], real, args.repeats)
+        if args.json:
+            print(json.dumps({**_single_keys(single), "repeats": args.repeats}))
+        else:
+            _print_single(single, args.repeats + 1)
+        return
+
+    call_command("migrate", verbosity=0)
     images, source = _scan_images(args.n + args.concurrency)
     warm_up, images = images[: args.concurrency], images[args.concurrency :]
     with ExitStack() as stack, tempfile.TemporaryDirectory() as scratch:
@@ -257,8 +327,9 @@ def main() -> None:
         predictions, latencies, scans_per_s, rss_mb = _upload_and_wait(case, images, worker, args.timeout)
         worker.stop()
         failed = [p for p in predictions if p.status == Prediction.Status.FAILED]
+        refused = sum(p.label == "not_assessable" for p in predictions)
         models = [*shipped, *([artifact_dir_for(model_version)] if args.artifact else [])]
-        single = _single_image_ms(models, images[0][1], args.repeats)
+        single = _single_image(models, real, args.repeats)
 
     quantiles = statistics.quantiles(latencies, n=100, method="inclusive")
     result = {
@@ -266,21 +337,24 @@ def main() -> None:
         "p95_ms": round(quantiles[94], 1),
         "scans_per_s": round(scans_per_s, 2),
         "worker_rss_mb": round(rss_mb, 1),
-        "single_image_ms": single,
+        **_single_keys(single),
         "n": len(predictions),
         "failed": len(failed),
+        "not_assessable": refused,
         "concurrency": args.concurrency,
         "model": model_version.name,
     }
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{len(predictions)} scans, {len(failed)} failed, {args.concurrency} worker process(es)")
+    print(
+        f"{len(predictions)} scans, {len(failed)} failed, {refused} not assessable, "
+        f"{args.concurrency} worker process(es)"
+    )
     print(f"upload -> done latency: p50 {result['p50_ms']:.0f} ms, p95 {result['p95_ms']:.0f} ms")
     print(f"throughput: {result['scans_per_s']:.2f} scans/s")
     print(f"worker pool RSS (peak): {result['worker_rss_mb']:.0f} MB")
-    for name, ms in single.items():
-        print(f"single-image inference, warm, {name}: {ms:.1f} ms")
+    _print_single(single, args.repeats + 1)
     if failed:
         print(f"first failure: {failed[0].error}")
 

@@ -1,14 +1,11 @@
-"""Flat functional Keras models: the VGG baseline and INVGG (VGG blocks built from involution layers).
-
-Both take a (size, size, 1) image in [0, 1] and return a dict of outputs: ``ddd`` (B, 1), the probability
-of degenerative disc disease, and optionally ``discs`` (B, 3), auxiliary per-disc probabilities of
-Pfirrmann grade >= 3 for L3-L4, L4-L5 and L5-S1. The last spatial activation is named ``features`` so
-Grad-CAM can find it in either architecture.
+"""Flat functional Keras convolutional bodies: the VGG baseline and INVGG (VGG blocks built from involution
+layers), on a (size, size, 1) input in [0, 1]. The per-level grader (``ml.levels.grading``) puts its head
+on ``build_body``. The last spatial activation is named ``features`` so Grad-CAM can find it in either
+architecture.
 """
 
 from __future__ import annotations
 
-import keras
 from keras import layers
 
 from ml.errors import ArchitectureError
@@ -18,7 +15,6 @@ ARCHITECTURES = ("vgg", "invgg")
 VGG16_BLOCKS = (2, 2, 3, 3, 3)
 VGG16 = {"width": 64, "blocks": VGG16_BLOCKS, "max_width_multiplier": 8}
 GRADCAM_LAYER = "features"
-DISC_NAMES = ("L3L4", "L4L5", "L5S1")
 # A few hundred training images give ~20 steps per epoch: the Keras default (0.99) leaves the moving
 # statistics, and so every validation score, meaningless for the first ten epochs.
 BN_MOMENTUM = 0.9
@@ -101,44 +97,3 @@ def build_body(
     if arch == "vgg":
         return _vgg_body(inputs, widths, tuple(blocks), stem_stride)
     return _invgg_body(inputs, widths, tuple(blocks), stem_stride, group_channels, kernel_size)
-
-
-def build_model(
-    arch: str,
-    input_size: int | None,
-    *,
-    width: int = 16,
-    blocks: tuple[int, ...] = VGG16_BLOCKS,
-    max_width_multiplier: int = 8,
-    dropout: float = 0.3,
-    stem_stride: int = 1,
-    disc_outputs: bool = False,
-    group_channels: int = 8,
-    kernel_size: int = 3,
-) -> keras.Model:
-    """Build ``vgg`` or ``invgg``. ``input_size=None`` accepts any image size.
-
-    ``vgg`` with ``**VGG16`` is the VGG16 convolutional layout (64-512 channels, 13 conv layers).
-    ``invgg`` uses the same block layout (two blocks of two, three blocks of three by default) with
-    involution layers instead of 3x3 convolutions and 1x1 convolutions where the width changes.
-    ``stem_stride=2`` makes the first convolution strided, which quarters the cost of every later layer.
-    """
-    if not 0.0 <= dropout < 1.0:
-        raise ArchitectureError("dropout must be in [0, 1)")
-    inputs = keras.Input((input_size, input_size, 1), name="image")
-    x = build_body(
-        arch,
-        inputs,
-        width=width,
-        blocks=blocks,
-        max_width_multiplier=max_width_multiplier,
-        stem_stride=stem_stride,
-        group_channels=group_channels,
-        kernel_size=kernel_size,
-    )
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = {"ddd": layers.Dense(1, activation="sigmoid", name="ddd")(x)}
-    if disc_outputs:
-        outputs["discs"] = layers.Dense(len(DISC_NAMES), activation="sigmoid", name="discs")(x)
-    return keras.Model(inputs, outputs, name=arch)

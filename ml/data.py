@@ -6,8 +6,8 @@
 own patient. When no split is given the folder is split by patient, stratified by class, with a fixed
 seed. A split that puts one patient on both sides is refused.
 
-An optional ``yolo_labels/`` folder (``cls cx cy w h`` per line, normalised) gives disc boxes, from
-which ``derive_roi`` computes a fixed crop around the three lowest discs.
+An optional ``yolo_labels/`` folder (``cls cx cy w h`` per line, normalised) gives disc boxes
+(``read_disc_boxes``), from which ``ml.levels.discs`` takes the L3-L4, L4-L5 and L5-S1 boxes.
 """
 
 from __future__ import annotations
@@ -256,45 +256,6 @@ def read_disc_boxes(sample: Sample, root: Path) -> np.ndarray | None:
         if len(parts) == 5 and int(float(parts[0])) in DISC_BOX_CLASSES:
             boxes.append([float(v) for v in parts[1:]])
     return np.array(boxes, dtype=np.float64).reshape(-1, 4) if boxes else None
-
-
-def derive_roi(
-    samples: Sequence[Sample],
-    root: Path,
-    *,
-    n_discs: int = 3,
-    percentile: float = 2.0,
-    margin: float = 0.05,
-) -> tuple[float, float, float, float] | None:
-    """A fixed square crop (fractions) covering the ``n_discs`` lowest disc boxes in almost every image.
-
-    Per image, the union box of its lowest discs; over images, the ``percentile`` / ``100 - percentile``
-    bounds of those boxes, widened by ``margin`` and squared around their centre. Only pass training
-    samples. Returns None when no sample has boxes.
-    """
-    unions = []
-    for sample in samples:
-        boxes = read_disc_boxes(sample, root)
-        if boxes is None or len(boxes) < n_discs:
-            continue
-        lowest = boxes[np.argsort(boxes[:, 1])[-n_discs:]]
-        unions.append(
-            [
-                (lowest[:, 0] - lowest[:, 2] / 2).min(),
-                (lowest[:, 1] - lowest[:, 3] / 2).min(),
-                (lowest[:, 0] + lowest[:, 2] / 2).max(),
-                (lowest[:, 1] + lowest[:, 3] / 2).max(),
-            ]
-        )
-    if not unions:
-        return None
-    unions_array = np.array(unions)
-    x0, y0 = np.percentile(unions_array[:, :2], percentile, axis=0) - margin
-    x1, y1 = np.percentile(unions_array[:, 2:], 100 - percentile, axis=0) + margin
-    side = min(max(x1 - x0, y1 - y0), 1.0)
-    cx = float(np.clip((x0 + x1) / 2, side / 2, 1 - side / 2))
-    cy = float(np.clip((y0 + y1) / 2, side / 2, 1 - side / 2))
-    return tuple(round(float(v), 4) for v in (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2))
 
 
 def load_images(samples: Sequence[Sample]) -> list[np.ndarray]:

@@ -1,4 +1,5 @@
-"""Binary classification metrics in NumPy, threshold choice and matplotlib (Agg) plots."""
+"""Evaluation of a model on labelled images: image-level metrics in NumPy and the per-level grading and
+localisation figures."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ml.errors import DataError
 
 if TYPE_CHECKING:
     from ml.data import Sample, UnreadableFile
-    from ml.inference import Classifier
+    from ml.levels.pipeline import LevelAnalyser
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,11 @@ class EvaluationReport:
 @dataclass
 class EvaluationResult:
     report: EvaluationReport
-    probabilities: list[float]
+    probabilities: list[float]  # calibrated P(DDD); a refused image scores as wrong as it can (1 - label)
     labels: list[int]
     files: list[str]
     unreadable: list[UnreadableFile] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)  # levels, grading, localization, calibration, not_assessable
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -76,30 +78,18 @@ def roc_auc(y_true: Sequence[int], y_prob: Sequence[float]) -> float | None:
     return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def roc_curve(y_true: Sequence[int], y_prob: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds); point i predicts positive for score >= thresholds[i]."""
-    labels, scores = _as_arrays(y_true, y_prob)
-    thresholds = np.concatenate([[np.inf], np.unique(scores)[::-1]])
-    n_pos = max(int(labels.sum()), 1)
-    n_neg = max(labels.size - int(labels.sum()), 1)
-    tpr = np.array([((scores >= t) & (labels == 1)).sum() / n_pos for t in thresholds])
-    fpr = np.array([((scores >= t) & (labels == 0)).sum() / n_neg for t in thresholds])
-    return fpr, tpr, thresholds
-
-
-def compute_metrics(
-    y_true: Sequence[int], y_prob: Sequence[float], threshold: float = 0.5
+def label_metrics(
+    y_true: Sequence[int], y_pred: Sequence[int], y_prob: Sequence[float], threshold: float
 ) -> EvaluationReport:
-    """Every metric at ``threshold`` (score >= threshold means DDD); zero divisions give 0.0."""
+    """Every image-level figure for labels decided elsewhere (a model's own rule), with the ROC AUC of
+    ``y_prob``; ``threshold`` is only reported. Zero divisions give 0.0."""
     labels, scores = _as_arrays(y_true, y_prob)
-    predicted = (scores >= threshold).astype(np.int64)
+    predicted = np.asarray(y_pred, dtype=np.int64).ravel()
     tp = int(((predicted == 1) & (labels == 1)).sum())
     tn = int(((predicted == 0) & (labels == 0)).sum())
     fp = int(((predicted == 1) & (labels == 0)).sum())
     fn = int(((predicted == 0) & (labels == 1)).sum())
-    recall = _ratio(tp, tp + fn)
-    specificity = _ratio(tn, tn + fp)
-    precision = _ratio(tp, tp + fp)
+    recall, specificity, precision = _ratio(tp, tp + fn), _ratio(tn, tn + fp), _ratio(tp, tp + fp)
     has_both = (tp + fn) > 0 and (tn + fp) > 0
     return EvaluationReport(
         accuracy=_ratio(tp + tn, labels.size),
@@ -115,107 +105,102 @@ def compute_metrics(
     )
 
 
-def choose_threshold(y_true: Sequence[int], y_prob: Sequence[float]) -> float:
-    """Threshold maximising Youden's J (sensitivity + specificity - 1, i.e. balanced accuracy).
+def evaluate(
+    analyser: LevelAnalyser, samples: Sequence[Sample], *, root: Path | None = None, batch_size: int = 8
+) -> EvaluationResult:
+    """Analyse every sample and score the image outcome, the grade per level and the disc localisation.
 
-    Among equally good cut points the midpoint between neighbouring scores is used, so the threshold
-    does not sit exactly on one validation score. Falls back to 0.5 without both classes.
-    """
-    labels, scores = _as_arrays(y_true, y_prob)
-    if labels.size == 0 or labels.min() == labels.max():
-        return 0.5
-    fpr, tpr, thresholds = roc_curve(labels, scores)
-    j = tpr - fpr
-    best = int(np.argmax(j[1:])) + 1  # skip the +inf point
-    below = scores[scores < thresholds[best]]
-    cut = (thresholds[best] + below.max()) / 2.0 if below.size else thresholds[best]
-    return float(cut)
-
-
-def evaluate(classifier: Classifier, samples: Sequence[Sample], *, batch_size: int = 16) -> EvaluationResult:
-    """Predict every sample with ``classifier`` and report the metrics at its stored threshold.
-
-    Unreadable images are not scored; they are returned in ``EvaluationResult.unreadable``.
+    A refused ("not assessable") image counts as an error in the image figures (its label is taken as
+    wrong and its probability as 1 - label). Grading figures cover the images with grades that the gate
+    let through; localisation figures every image with annotated boxes under ``root`` (a refused image's
+    discs count as not found). Unreadable images are not scored; they are returned in ``unreadable``.
     """
     from ml.data import UnreadableFile
     from ml.errors import ImageError
+    from ml.levels.pipeline import NOT_ASSESSABLE
     from ml.preprocessing import load_grayscale
 
     if not samples:
         raise DataError("no images to evaluate")
-    images, labels, files, unreadable = [], [], [], []
+    images, kept, unreadable = [], [], []
     for sample in samples:
         try:
             images.append(load_grayscale(sample.path))
         except ImageError as exc:
             unreadable.append(UnreadableFile(sample.path, str(exc)))
             continue
-        labels.append(sample.label)
-        files.append(sample.path.name)
+        kept.append(sample)
     if not images:
         raise DataError(f"none of the {len(samples)} images could be read")
-    probabilities = classifier.predict(images, batch_size=batch_size)
-    report = compute_metrics(labels, probabilities, classifier.threshold)
-    return EvaluationResult(report, probabilities, labels, files, unreadable)
+    analyses = []
+    for start in range(0, len(images), batch_size):
+        analyses.extend(analyser.analyse_many(images[start : start + batch_size]))
+    labels = [sample.label for sample in kept]
+    refused = [a.outcome == NOT_ASSESSABLE for a in analyses]
+    predicted = [
+        1 - y if r else int(a.outcome == "ddd") for y, r, a in zip(labels, refused, analyses, strict=True)
+    ]
+    probabilities = [
+        float(1 - y) if r else float(a.ddd_probability)
+        for y, r, a in zip(labels, refused, analyses, strict=True)
+    ]
+    report = label_metrics(labels, predicted, probabilities, analyser.card.threshold)
+    figures = {"not_assessable": int(sum(refused))}
+    assessed = [i for i, r in enumerate(refused) if not r]
+    if assessed:
+        from ml.levels.calibration import brier_score, expected_calibration_error
+
+        p = np.array([probabilities[i] for i in assessed])
+        y = np.array([labels[i] for i in assessed])
+        figures["calibration"] = {
+            "ece": expected_calibration_error(p, y),
+            "brier": brier_score(p, y),
+            "n": len(assessed),
+        }
+    figures.update(_level_figures(kept, analyses, images, root))
+    return EvaluationResult(report, probabilities, labels, [s.path.name for s in kept], unreadable, figures)
 
 
-def _pyplot():
-    import matplotlib
+def _level_figures(samples: Sequence[Sample], analyses: list, images: list, root: Path | None) -> dict:
+    """``levels`` and ``grading`` (samples with Pfirrmann grades), ``localization`` (with boxes)."""
+    from ml.levels.discs import LEVEL_NAMES, centre_inside, level_boxes
+    from ml.levels.metrics import balanced_accuracy, grading_metrics
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_confusion_matrix(report: EvaluationReport, path: str | Path, *, title: str = "") -> Path:
-    plt = _pyplot()
-    matrix = np.array(report.confusion_matrix)
-    fig, ax = plt.subplots(figsize=(4, 3.6), dpi=100)
-    ax.imshow(matrix, cmap="Blues")
-    for (row, col), value in np.ndenumerate(matrix):
-        colour = "white" if value > matrix.max() / 2 else "black"
-        ax.text(col, row, str(value), ha="center", va="center", color=colour, fontsize=14)
-    ax.set_xticks([0, 1], ["normal", "DDD"])
-    ax.set_yticks([0, 1], ["normal", "DDD"])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title or f"threshold {report.threshold:.3f}, n={report.n}")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
-
-
-def plot_roc(y_true: Sequence[int], y_prob: Sequence[float], path: str | Path, *, title: str = "") -> Path:
-    plt = _pyplot()
-    fpr, tpr, _ = roc_curve(y_true, y_prob)
-    auc = roc_auc(y_true, y_prob)
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
-    ax.plot(fpr, tpr, label=f"AUC {auc:.3f}" if auc is not None else "AUC n/a")
-    ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_title(title or "ROC")
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
-
-
-def plot_training_curves(history: dict[str, list[float]], path: str | Path) -> Path:
-    """Loss and AUC per epoch, training vs validation, from a Keras-style history dict."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=100)
-    for ax, metric in zip(axes, ("loss", "auc"), strict=True):
-        for key, values in history.items():
-            if key.endswith(metric) and "disc" not in key and key != "val_ddd_auc":
-                ax.plot(range(1, len(values) + 1), values, label=key)
-        ax.set_xlabel("epoch")
-        ax.set_title(metric)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    figures = {}
+    graded = [
+        (s.disc_grades, a) for s, a in zip(samples, analyses, strict=True) if s.disc_grades and a.levels
+    ]
+    if not graded and any(s.disc_grades for s in samples):
+        # Every graded image was refused: the keys are there, with nothing to score.
+        figures["levels"] = {name: {"n": 0} for name in LEVEL_NAMES}
+        figures["grading"] = {"n": 0}
+    if graded:
+        true = np.array([grades for grades, _ in graded])
+        predicted = np.array([[finding.grade for finding in a.levels] for _, a in graded])
+        figures["levels"] = {
+            name: grading_metrics(true[:, i], predicted[:, i]) for i, name in enumerate(LEVEL_NAMES)
+        }
+        figures["grading"] = {
+            **grading_metrics(true, predicted),
+            "balanced_accuracy": balanced_accuracy(true.ravel() >= 3, predicted.ravel() >= 3),
+        }
+    if root is not None:
+        found = []
+        for sample, analysis, image in zip(samples, analyses, images, strict=True):
+            boxes = level_boxes(sample, root)
+            if boxes is None:
+                continue
+            if not analysis.levels:
+                found.extend([False] * len(LEVEL_NAMES))
+                continue
+            height, width = image.shape[:2]
+            centres = np.array(
+                [
+                    [(f.box[0] + f.box[2]) / 2 / width, (f.box[1] + f.box[3]) / 2 / height]
+                    for f in analysis.levels
+                ]
+            )
+            found.extend(centre_inside(centres, boxes).tolist())
+        if found:
+            figures["localization"] = {"found_rate": float(np.mean(found)), "n": len(found)}
+    return figures

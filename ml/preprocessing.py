@@ -4,16 +4,12 @@
 one channel, robust intensity window, CLAHE contrast enhancement, optional region-of-interest crop,
 resize to the input size, float32 in [0, 1] with shape (size, size, 1). ``PreprocessSpec`` holds every
 setting and travels in the model card, so inference crops and enhances exactly as training did.
-
-Augmentation (training only, and test-time augmentation) moves the anatomy slightly before
-``preprocess``: small rotations, zoom and shifts, then brightness/contrast changes on the result. Sagittal
-images are never flipped left-right: anterior/posterior orientation is anatomy.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -53,22 +49,6 @@ class PreprocessSpec:
             if key in values:
                 values[key] = tuple(float(v) for v in values[key])
         return cls(**values)
-
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    """Ranges of the random training augmentation (and the fixed test-time variants)."""
-
-    max_rotation_deg: float = 7.0
-    max_zoom: float = 0.08
-    max_shift: float = 0.05
-    max_brightness: float = 0.08
-    max_contrast: float = 0.12
-    tta_variants: tuple[tuple[float, float, float], ...] = field(
-        # (zoom, shift_x, shift_y): identity first, then small shifts and zooms, never flips
-        default=((1.0, 0.0, 0.0), (1.0, 0.03, 0.0), (1.0, -0.03, 0.0), (1.0, 0.0, 0.03), (1.0, 0.0, -0.03),
-                 (1.05, 0.0, 0.0), (0.95, 0.0, 0.0)),
-    )  # fmt: skip
 
 
 # The one decoder of PNG and JPEG pixels: training, evaluation and the worker (through
@@ -247,50 +227,3 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     interpolation = cv2.INTER_AREA if cropped.shape[0] > spec.input_size else cv2.INTER_LINEAR
     resized = cv2.resize(cropped, size, interpolation=interpolation)
     return (resized.astype(np.float32) / 255.0)[:, :, np.newaxis]
-
-
-def _affine(image: np.ndarray, angle_deg: float, zoom: float, shift_x: float, shift_y: float) -> np.ndarray:
-    height, width = image.shape[:2]
-    matrix = cv2.getRotationMatrix2D((width / 2.0, height / 2.0), angle_deg, zoom)
-    matrix[0, 2] += shift_x * width
-    matrix[1, 2] += shift_y * height
-    return cv2.warpAffine(
-        image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
-    )
-
-
-def augment_geometry(image: np.ndarray, rng: np.random.Generator, augment: AugmentSpec) -> np.ndarray:
-    """Random small rotation, zoom and shift of the whole (un-cropped) image; no flips."""
-    grey = to_single_channel(image)
-    if grey.dtype not in (np.uint8, np.uint16):
-        grey = to_unit_float(grey)
-    return _affine(
-        grey,
-        rng.uniform(-augment.max_rotation_deg, augment.max_rotation_deg),
-        1.0 + rng.uniform(-augment.max_zoom, augment.max_zoom),
-        rng.uniform(-augment.max_shift, augment.max_shift),
-        rng.uniform(-augment.max_shift, augment.max_shift),
-    )
-
-
-def augment_intensity(x: np.ndarray, rng: np.random.Generator, augment: AugmentSpec) -> np.ndarray:
-    """Random brightness/contrast change of a preprocessed (size, size, 1) input, kept in [0, 1]."""
-    contrast = 1.0 + rng.uniform(-augment.max_contrast, augment.max_contrast)
-    brightness = rng.uniform(-augment.max_brightness, augment.max_brightness)
-    mean = float(x.mean())
-    return np.clip((x - mean) * contrast + mean + brightness, 0.0, 1.0).astype(np.float32)
-
-
-def preprocess_augmented(
-    image: np.ndarray, spec: PreprocessSpec, rng: np.random.Generator, augment: AugmentSpec
-) -> np.ndarray:
-    """Training input: geometric augmentation, the shared ``preprocess``, then intensity augmentation."""
-    return augment_intensity(preprocess(augment_geometry(image, rng, augment), spec), rng, augment)
-
-
-def tta_inputs(image: np.ndarray, spec: PreprocessSpec, augment: AugmentSpec) -> list[np.ndarray]:
-    """The fixed test-time variants of one image (identity first), each through ``preprocess``."""
-    grey = to_single_channel(image)
-    if grey.dtype not in (np.uint8, np.uint16):
-        grey = to_unit_float(grey)
-    return [preprocess(_affine(grey, 0.0, zoom, dx, dy), spec) for zoom, dx, dy in augment.tta_variants]

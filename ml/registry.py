@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -12,6 +11,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
+from ml.card import CARD_FILE, GRADER_FILE, LOCALIZER_FILE, ModelCard
+from ml.errors import ArtifactError, MLError
 from ml.models import ModelVersion
 
 logger = logging.getLogger(__name__)
@@ -38,45 +39,28 @@ def _stored_path(artifact_dir: Path) -> str:
         return str(resolved)
 
 
-def read_model_card(artifact_dir: Path) -> dict:
-    card_path = artifact_dir / "model_card.json"
-    if not (artifact_dir / "model.keras").is_file() or not card_path.is_file():
-        raise RegistryError(
-            f"{artifact_dir} is not a model artifact: it needs model.keras and model_card.json."
-        )
+def read_model_card(artifact_dir: Path) -> ModelCard:
     try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"{card_path} is not valid JSON: {exc}") from exc
-    missing = [key for key in ("name", "architecture", "input_size", "threshold") if key not in card]
-    if missing:
-        raise RegistryError(f"{card_path} lacks {', '.join(missing)}.")
-    return card
-
-
-def _validation_metrics(artifact_dir: Path, card: dict) -> dict:
-    metrics_path = artifact_dir / "metrics.json"
-    if metrics_path.is_file():
-        return json.loads(metrics_path.read_text())
-    return card.get("validation_metrics") or {}
+        return ModelCard.read(artifact_dir)
+    except ArtifactError as exc:
+        raise RegistryError(str(exc)) from exc
 
 
 @transaction.atomic
 def model_version_register(*, artifact_dir: Path, activate: bool = False) -> ModelVersion:
     """Create or refresh the ModelVersion for an artifact folder; the card's name is its identity."""
     card = read_model_card(artifact_dir)
-    trained_at = card.get("trained_at") or card.get("created_at")
     model_version, _ = ModelVersion.objects.update_or_create(
-        name=card["name"],
+        name=card.name,
         defaults={
-            "architecture": card["architecture"],
-            "version": str(card.get("version", "1")),
+            "architecture": card.architecture,
+            "version": card.version,
             "artifact_path": _stored_path(artifact_dir),
-            "input_size": int(card["input_size"]),
-            "threshold": float(card["threshold"]),
-            "parameters": card.get("parameters"),
-            "metrics": _validation_metrics(artifact_dir, card),
-            "trained_at": parse_datetime(trained_at) if isinstance(trained_at, str) else None,
+            "input_size": card.input_size,
+            "threshold": card.threshold,
+            "parameters": card.parameters,
+            "metrics": card.validation_metrics,
+            "trained_at": parse_datetime(card.trained_at) if card.trained_at else None,
         },
     )
     if activate:
@@ -97,12 +81,12 @@ def register_shipped_models() -> list[ModelVersion]:
     is gone, activate the shipped INVGG (the last by name, so the newest version when several ship)."""
     registered = [
         model_version_register(artifact_dir=card.parent)
-        for card in sorted(SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json"))
+        for card in sorted(SHIPPED_ARTIFACTS_DIR.glob(f"*/{CARD_FILE}"))
         # A folder training is still writing is hidden (".name.partial") until it is complete.
-        if not card.parent.name.startswith(".") and (card.parent / "model.keras").is_file()
+        if not card.parent.name.startswith(".") and _is_artifact(card.parent)
     ]
     active = ModelVersion.objects.filter(is_active=True).first()
-    if active is not None and not (artifact_dir_for(active) / "model.keras").is_file():
+    if active is not None and not _is_artifact(artifact_dir_for(active)):
         # e.g. a shipped version replaced by its successor: nothing could be classified with it
         logger.warning("Active model %s has no model file any more; activating a shipped one", active.name)
         active = None
@@ -113,32 +97,48 @@ def register_shipped_models() -> list[ModelVersion]:
     return registered
 
 
+def _is_artifact(folder: Path) -> bool:
+    return all((folder / name).is_file() for name in (CARD_FILE, LOCALIZER_FILE, GRADER_FILE))
+
+
 def register_shipped_models_after_migrate(sender, using="default", **kwargs) -> None:
     if using == "default":
         register_shipped_models()
 
 
-_loaded_classifiers: dict[int, tuple[tuple[str, int], object]] = {}
+_loaded_analysers: dict[int, tuple[tuple[str, int], object]] = {}
 
 
-def load_classifier(model_version: ModelVersion):
-    """The classifier for a version, loaded once per process: a worker child loads it on its first task,
-    after the fork, and keeps it. A version whose model file changed on disk is loaded again."""
-    from ml.inference import MODEL_FILE, Classifier
+def load_analyser(model_version: ModelVersion):
+    """The ``LevelAnalyser`` of a version, loaded and traced once per process: a worker child loads it at
+    its start (``warm_up_active_model``) or on its first task, after the fork, and keeps it. A version whose
+    card changed on disk (a new artifact in the same folder) is loaded again."""
+    from ml.levels.pipeline import LevelAnalyser
 
     artifact_dir = artifact_dir_for(model_version)
     try:
-        identity = (str(artifact_dir), (artifact_dir / MODEL_FILE).stat().st_mtime_ns)
+        identity = (str(artifact_dir), (artifact_dir / CARD_FILE).stat().st_mtime_ns)
     except OSError:
         identity = (str(artifact_dir), 0)
-    cached = _loaded_classifiers.get(model_version.pk)
+    cached = _loaded_analysers.get(model_version.pk)
     if cached is None or cached[0] != identity:
         started = time.perf_counter()
-        _loaded_classifiers[model_version.pk] = (identity, Classifier.from_artifact(artifact_dir))
+        analyser = LevelAnalyser.from_artifact(artifact_dir)
+        analyser.warm_up()
+        _loaded_analysers[model_version.pk] = (identity, analyser)
         logger.info(
-            "Loaded model %s in process %s in %.1f s",
+            "Loaded and traced model %s in process %s in %.1f s",
             model_version.name,
             os.getpid(),
             time.perf_counter() - started,
         )
-    return _loaded_classifiers[model_version.pk][1]
+    return _loaded_analysers[model_version.pk][1]
+
+
+def warm_up(model_version: ModelVersion) -> None:
+    """Load and trace a model now (a worker process at its start), so that the first upload is not slower
+    than the next. A missing or broken artifact is logged here; the task reports it per scan."""
+    try:
+        load_analyser(model_version)
+    except MLError as exc:
+        logger.warning("Could not load model %s at start: %s", model_version.name, exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
             )
         else:
             command.add_argument("--input-size", type=int, default=128)
+    bundle = commands.add_parser("bundle", help="one shippable artifact from a localiser and a grader")
+    bundle.add_argument("--localizer", required=True, type=Path)
+    bundle.add_argument("--grader", required=True, type=Path)
+    bundle.add_argument("--out", required=True, type=Path, help="artifact folder to create")
+    bundle.add_argument("--name", required=True, help="model name, e.g. invgg-v3")
+    bundle.add_argument("--version", required=True)
+    bundle.add_argument("--metrics", type=Path, help="validation figures (JSON) to store in the card")
     evaluate = commands.add_parser("evaluate", help="validation figures, plain and shifted; fits calibration")
     evaluate.add_argument("--data", required=True, type=Path)
     evaluate.add_argument("--localizer", required=True, type=Path)
@@ -57,6 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     from ml.levels.training import LevelTrainConfig, load_level_data, train_grader, train_localizer
 
     try:
+        if args.command == "bundle":
+            from ml.card import assemble_artifact
+
+            extra = {"validation_metrics": json.loads(args.metrics.read_text())} if args.metrics else None
+            card = assemble_artifact(
+                localizer_dir=args.localizer,
+                grader_dir=args.grader,
+                output_dir=args.out,
+                name=args.name,
+                version=args.version,
+                extra=extra,
+            )
+            print(f"{card.name}: {card.parameters:,} parameters, written to {args.out}")
+            return 0
         if args.command == "evaluate":
             from ml.levels.report import evaluate_levels
 

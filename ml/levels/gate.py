@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ml.levels.discs import LEVEL_NAMES
-from ml.levels.localization import Located
 from ml.preprocessing import to_single_channel, to_unit_float
+
+if TYPE_CHECKING:  # the card reads GateSpec in the web process, which never imports Keras
+    from ml.levels.localization import Located
 
 # A real slice has its intensity spread over much of the range even after a poor window.
 MIN_CONTRAST_STD = 0.02

@@ -1,7 +1,9 @@
-"""End-to-end analysis of one scan: gate, localise, grade each level, image outcome with its probability.
+"""End-to-end analysis of one scan: gate, localise, grade each level, image outcome, Grad-CAM heatmap.
 
-Loads a localiser and a grader artifact. Forward passes run as traced TensorFlow graphs (see
-``ml.inference.Classifier`` for why); ``warm_up`` traces them so the first scan is not slower than the next.
+Loads one artifact folder (``ml.card``: localiser, grader and their card). Forward passes run as traced
+TensorFlow graphs: eager execution dispatches every involution tap as its own operation and is many times
+slower. The grader's graph returns the grades and each crop's Grad-CAM together, so one trace serves both;
+``warm_up`` traces both graphs so the first scan is not slower than the next.
 """
 
 from __future__ import annotations
@@ -10,18 +12,17 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
 
 import ml.involution  # noqa: F401  (registers the Involution layer for deserialisation)
+from ml.card import GRADER_FILE, LOCALIZER_FILE, ModelCard
 from ml.errors import ArtifactError
-from ml.inference import MODEL_FILE, read_card
-from ml.levels.calibration import Calibration
-from ml.levels.discs import LEVEL_NAMES, N_LEVELS, BoxShape
-from ml.levels.gate import GateSpec, check_input
+from ml.levels.discs import LEVEL_NAMES, N_LEVELS, disc_spacing
+from ml.levels.gate import check_input
 from ml.levels.grading import (
-    CROP_SCALE,
     DEGENERATED_FROM,
     crop_discs,
     degenerated_probability,
@@ -31,7 +32,7 @@ from ml.levels.grading import (
     predicted_grades,
 )
 from ml.levels.localization import Located, decode_heatmaps, decode_turned, with_turned_copies
-from ml.preprocessing import PreprocessSpec, enhance, preprocess
+from ml.preprocessing import enhance, preprocess
 
 NOT_ASSESSABLE = "not_assessable"
 
@@ -51,35 +52,34 @@ class ScanAnalysis:
     reason: str
     ddd_probability: float | None  # calibrated; None when not assessable
     levels: tuple[LevelFinding, ...]
+    heatmap: np.ndarray | None = None  # Grad-CAM in [0, 1], image-sized; None when not assessable
 
 
-def _load(path: Path) -> tuple[keras.Model, dict]:
-    if not path.is_dir():
-        raise ArtifactError(f"model artifact folder not found: {path}")
-    card = read_card(path)
+def _load_model(path: Path) -> keras.Model:
     try:
-        return keras.saving.load_model(path / MODEL_FILE, compile=False), card
+        return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types for a damaged or missing file
-        raise ArtifactError(f"cannot load {path / MODEL_FILE}: {exc}") from exc
+        raise ArtifactError(f"cannot load {path}: {exc}") from exc
 
 
 class LevelAnalyser:
-    def __init__(self, localizer_dir: str | Path, grader_dir: str | Path):
-        self.localizer, self.localizer_card = _load(Path(localizer_dir))
-        self.grader, self.grader_card = _load(Path(grader_dir))
-        if (
-            self.localizer_card.get("kind") != "disc_localizer"
-            or self.grader_card.get("kind") != "disc_grader"
-        ):
-            raise ArtifactError("expected a disc_localizer and a disc_grader artifact")
-        self.localizer_spec = PreprocessSpec.from_dict(self.localizer_card["preprocess"])
-        self.grader_spec = PreprocessSpec.from_dict(self.grader_card["preprocess"])
-        self.crop_size = int(self.grader_card["crop_size"])
-        self.crop_scale = float(self.grader_card.get("crop_scale", CROP_SCALE))
-        self.box_shape = BoxShape(**self.localizer_card["box_shape"])
-        self.gate = GateSpec.from_dict(self.localizer_card["gate"])
-        stored = self.grader_card.get("calibration")
-        self.calibration = Calibration.from_dict(stored) if stored else Calibration()
+    """A loaded model artifact: ``analyse`` turns a decoded slice into a ``ScanAnalysis``."""
+
+    def __init__(self, card: ModelCard, localizer: keras.Model, grader: keras.Model):
+        self.card, self.localizer, self.grader = card, localizer, grader
+        self.localizer_spec = card.localizer.preprocess
+        self.grader_spec = card.grader.preprocess
+        self.crop_size = card.grader.crop_size
+        self.crop_scale = card.grader.crop_scale
+        self.box_shape = card.localizer.box_shape
+        self.gate = card.localizer.gate
+        self.calibration = card.calibration
+
+    @classmethod
+    def from_artifact(cls, artifact_dir: str | Path) -> LevelAnalyser:
+        folder = Path(artifact_dir)
+        card = ModelCard.read(folder)
+        return cls(card, _load_model(folder / LOCALIZER_FILE), _load_model(folder / GRADER_FILE))
 
     @cached_property
     def _locate(self):
@@ -89,15 +89,27 @@ class LevelAnalyser:
 
     @cached_property
     def _grade(self):
-        model = self.grader
+        """(crops, levels) -> (P(grade > k) (B, 4), Grad-CAM of P(degenerated) per crop (B, h, w))."""
+        try:
+            features_layer = self.grader.get_layer(self.card.grader.gradcam_layer)
+        except ValueError as exc:
+            raise ArtifactError(f"the grader has no layer {self.card.grader.gradcam_layer!r}") from exc
+        model = keras.Model(self.grader.input, [features_layer.output, self.grader.output])
         signature = [
             tf.TensorSpec((None, self.crop_size, self.crop_size, 1), tf.float32),
             tf.TensorSpec((None, N_LEVELS), tf.float32),
         ]
-        return tf.function(
-            lambda crop, level: model({"crop": crop, "level": level}, training=False),
-            input_signature=signature,
-        )
+
+        def grade(crop, level):
+            with tf.GradientTape() as tape:
+                features, above = model({"crop": crop, "level": level}, training=False)
+                # Each crop's score depends on its own features only, so one gradient of the sum gives all.
+                score = tf.reduce_sum(above[:, DEGENERATED_FROM - 2])
+            # (B, h, w, C) -> (B, C): channel importance = spatially averaged gradient, per crop
+            weights = tf.reduce_mean(tape.gradient(score, features), axis=(1, 2))
+            return above, tf.nn.relu(tf.einsum("bhwc,bc->bhw", features, weights))
+
+        return tf.function(grade, input_signature=signature)
 
     def warm_up(self) -> None:
         """Trace both graphs now (a worker calls this when its process starts)."""
@@ -112,30 +124,36 @@ class LevelAnalyser:
         x = np.stack([preprocess(image, self.localizer_spec) for image in images])
         return decode_turned(np.asarray(self._locate(with_turned_copies(x))))
 
-    def grade(self, images: list[np.ndarray], centres: list[np.ndarray]) -> np.ndarray:
-        """(N, 3, 4) P(grade > k) for the discs at ``centres`` (fractions) of each image."""
+    def grade(self, images: list[np.ndarray], centres: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 3, 4) P(grade > k) and (N, 3, h, w) Grad-CAMs for the discs at ``centres`` (fractions)."""
         crops = np.concatenate(
             [
                 crop_discs(enhance(image, self.grader_spec), c, self.crop_size, scale=self.crop_scale)
                 for image, c in zip(images, centres, strict=True)
             ]
         )
-        above = np.asarray(self._grade(crops, level_inputs(len(images))))
-        return above.reshape(len(images), N_LEVELS, -1)
+        above, cams = self._grade(crops, level_inputs(len(images)))
+        above, cams = np.asarray(above), np.asarray(cams)
+        return above.reshape(len(images), N_LEVELS, -1), cams.reshape(len(images), N_LEVELS, *cams.shape[1:])
 
     def analyse_many(self, images: list[np.ndarray]) -> list[ScanAnalysis]:
         located, others = self.locate_oriented(images)
-        above = self.grade(images, [found.centres for found in located])
+        above, cams = self.grade(images, [found.centres for found in located])
         return [
-            self._finding(image, found, a, other)
-            for image, found, a, other in zip(images, located, above, others, strict=True)
+            self._finding(image, *per_image)
+            for image, per_image in zip(images, zip(located, above, cams, others, strict=True), strict=True)
         ]
 
     def analyse(self, image: np.ndarray) -> ScanAnalysis:
         return self.analyse_many([image])[0]
 
     def _finding(
-        self, image: np.ndarray, located: Located, above: np.ndarray, other_orientations: np.ndarray
+        self,
+        image: np.ndarray,
+        located: Located,
+        above: np.ndarray,
+        cams: np.ndarray,
+        other_orientations: np.ndarray,
     ) -> ScanAnalysis:
         decision = check_input(image, located, self.gate, other_orientations=other_orientations)
         if not decision.assessable:
@@ -159,7 +177,32 @@ class LevelAnalyser:
         )
         outcome = "ddd" if (grades >= DEGENERATED_FROM).any() else "normal"
         probability = float(self.calibration.apply(image_probability(degenerated[np.newaxis]))[0])
-        return ScanAnalysis(outcome, "", round(probability, 4), levels)
+        heatmap = _heatmap(cams, located.centres, (height, width), self.crop_scale)
+        return ScanAnalysis(outcome, "", round(probability, 4), levels, heatmap)
+
+
+def _heatmap(cams: np.ndarray, centres: np.ndarray, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """Each level's crop Grad-CAM put back where its crop came from (the inverse of ``crop_discs`` without
+    jitter), the strongest level setting the scale: (3, h, w) -> (H, W) in [0, 1]."""
+    height, width = shape
+    centres_px = centres * [width, height]
+    side = scale * max(disc_spacing(centres_px), 4.0)
+    heatmap = np.zeros((height, width), dtype=np.float32)
+    for cam, (cx, cy) in zip(cams, centres_px, strict=True):
+        size = cam.shape[0]
+        factor = size / side
+        # image -> cam grid, as crop_discs maps image -> crop; WARP_INVERSE_MAP applies it the other way
+        matrix = np.array([[factor, 0.0, size / 2 - factor * cx], [0.0, factor, size / 2 - factor * cy]])
+        placed = cv2.warpAffine(
+            cam.astype(np.float32),
+            matrix,
+            (width, height),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderValue=0.0,
+        )
+        np.maximum(heatmap, placed, out=heatmap)
+    peak = float(heatmap.max())
+    return heatmap / peak if peak > 0 else heatmap
 
 
 def _pixel_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:

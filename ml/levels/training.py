@@ -52,9 +52,23 @@ from ml.levels.localization import (
 )
 from ml.levels.metrics import grading_metrics
 from ml.preprocessing import PreprocessSpec, enhance, preprocess, to_single_channel
-from ml.training import DATA_ATTRIBUTION
 
 SHIFT_PROBABILITY = 0.8
+# The data every model here is trained on, recorded in each card.
+DATA_ATTRIBUTION = {
+    "licence": "CC BY 4.0 (as stated by the sources; research and evaluation use)",
+    "sources": [
+        {
+            "title": "Lumbar Spine MRI Dataset (Sudirman et al.), Mendeley Data V2, 2019",
+            "doi": "10.17632/k57fr854j2.2",
+        },
+        {
+            "title": "Multi-disorder annotations for lumbar spine mid-sagittal images (Masood, Taj et al.)",
+            "doi": "10.17632/9j9hmy8kbn.1",
+        },
+        {"title": "LSMA-PQR Pfirrmann grades (Masood, Taj et al.)", "doi": "10.17632/p3r4xd2488.1"},
+    ],
+}
 
 
 @dataclass

@@ -4,18 +4,23 @@ import keras
 import numpy as np
 import pytest
 
-from ml.architectures import GRADCAM_LAYER, VGG16, build_model
+from ml.architectures import GRADCAM_LAYER, VGG16, build_body
 from ml.errors import ArchitectureError
 from ml.involution import Involution
 
 
+def _body(arch: str, input_size: int | None, **kwargs) -> keras.Model:
+    inputs = keras.Input((input_size, input_size, 1))
+    return keras.Model(inputs, build_body(arch, inputs, **kwargs))
+
+
 def test_unknown_architecture_is_a_clear_error():
     with pytest.raises(ArchitectureError, match="unknown architecture 'resnet'.*vgg, invgg"):
-        build_model("resnet", 64)
+        _body("resnet", 64)
 
 
 def test_vgg16_layout_has_thirteen_3x3_convolutions_from_64_to_512_channels():
-    model = build_model("vgg", None, **VGG16)
+    model = _body("vgg", None, **VGG16)
 
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert all(layer.kernel_size == (3, 3) for layer in convs)
@@ -23,7 +28,7 @@ def test_vgg16_layout_has_thirteen_3x3_convolutions_from_64_to_512_channels():
 
 
 def test_invgg_has_two_blocks_of_two_then_three_blocks_of_three_involutions():
-    model = build_model("invgg", 64, width=8)
+    model = _body("invgg", 64, width=8)
 
     per_block = [
         sum(isinstance(layer, Involution) and layer.name.startswith(f"block{b}_") for layer in model.layers)
@@ -34,7 +39,7 @@ def test_invgg_has_two_blocks_of_two_then_three_blocks_of_three_involutions():
 
 
 def test_invgg_kernel_generators_see_at_least_eight_features_and_groups_follow_group_channels():
-    model = build_model("invgg", 64, width=8, group_channels=4)
+    model = _body("invgg", 64, width=8, group_channels=4)
 
     # widths 8, 16, 32, 64, 64: reduction ratios 1, 2, 4, 4, 4
     first, last = model.get_layer("block1_inv1"), model.get_layer("block5_inv3")
@@ -44,22 +49,22 @@ def test_invgg_kernel_generators_see_at_least_eight_features_and_groups_follow_g
 
 
 @pytest.mark.parametrize("arch", ["vgg", "invgg"])
-def test_models_give_probabilities_for_any_input_size_with_disc_outputs(arch):
-    model = build_model(arch, None, width=4, disc_outputs=True, stem_stride=2)
+def test_bodies_accept_any_input_size_and_name_their_last_activation_features(arch):
+    model = _body(arch, None, width=4, stem_stride=2)
 
     for size in (64, 96):
-        outputs = model.predict(np.random.default_rng(0).random((2, size, size, 1)), verbose=0)
-        assert outputs["ddd"].shape == (2, 1) and outputs["discs"].shape == (2, 3)
-        assert ((outputs["ddd"] >= 0) & (outputs["ddd"] <= 1)).all()
-    assert model.get_layer(GRADCAM_LAYER) is not None
+        features = model.predict(np.random.default_rng(0).random((2, size, size, 1)), verbose=0)
+        # stride-2 stem and five 2x2 pools: 1/64 of the input, rounded up; 4 * 8 channels at the end
+        assert features.shape == (2, -(-size // 64), -(-size // 64), 32)
+    assert model.get_layer(GRADCAM_LAYER) is model.layers[-2]
 
 
 def test_invgg_needs_far_fewer_parameters_than_vgg_of_the_same_width():
-    invgg, vgg = build_model("invgg", 64, width=16), build_model("vgg", 64, width=16)
+    invgg, vgg = _body("invgg", 64, width=16), _body("vgg", 64, width=16)
 
     assert invgg.count_params() * 5 < vgg.count_params()
 
 
 def test_invgg_refuses_widths_that_do_not_split_into_groups():
     with pytest.raises(ArchitectureError, match="groups of 2 channels"):
-        build_model("invgg", 32, width=9, group_channels=2)
+        _body("invgg", 32, width=9, group_channels=2)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ml.data import derive_roi, load_folder, split_by_patient
+from ml.data import load_folder, split_by_patient
 from ml.errors import DataError
 
 
@@ -138,27 +138,3 @@ def test_unknown_split_name_is_an_error(tmp_path):
 
     with pytest.raises(DataError, match="split 'test' has no images"):
         load_folder(tmp_path).subset("test")
-
-
-def test_derive_roi_covers_the_lowest_three_discs(tmp_path):
-    _make_folder(
-        tmp_path, [{"file": "normal/a.png", "patient_id": "1"}, {"file": "ddd/b.png", "patient_id": "2"}]
-    )
-    (tmp_path / "yolo_labels").mkdir()
-    # the upper disc is ignored and class 2 (stenosis) is not a disc box
-    boxes = "\n".join(
-        [
-            "1 0.5 0.1 0.1 0.05",
-            "1 0.5 0.5 0.1 0.05",
-            "0 0.55 0.6 0.1 0.05",
-            "4 0.6 0.7 0.1 0.05",
-            "2 0.5 0.95 0.1 0.05",
-        ]
-    )
-    for stem in ("a", "b"):
-        (tmp_path / "yolo_labels" / f"{stem}.txt").write_text(boxes)
-
-    x0, y0, x1, y1 = derive_roi(load_folder(tmp_path).samples, tmp_path, margin=0.0)
-
-    assert x0 <= 0.45 and x1 >= 0.65 and y0 <= 0.475 and y1 >= 0.725
-    assert y0 > 0.2 and abs((x1 - x0) - (y1 - y0)) < 1e-3

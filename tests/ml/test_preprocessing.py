@@ -9,14 +9,7 @@ import pytest
 from PIL import Image
 
 from ml.errors import ImageError
-from ml.preprocessing import (
-    AugmentSpec,
-    PreprocessSpec,
-    load_grayscale,
-    preprocess,
-    preprocess_augmented,
-    tta_inputs,
-)
+from ml.preprocessing import PreprocessSpec, load_grayscale, preprocess
 
 
 def _phantom(size: int = 96) -> np.ndarray:
@@ -148,27 +141,3 @@ def test_preprocess_spec_round_trips_through_json():
 def test_preprocess_spec_rejects_an_empty_roi():
     with pytest.raises(ValueError, match="roi"):
         PreprocessSpec(roi=(0.5, 0.5, 0.4, 0.9))
-
-
-def test_augmentation_keeps_shape_range_and_orientation():
-    spec = PreprocessSpec(input_size=48)
-    image = (_phantom(128) * 255).astype(np.uint8)
-    plain = preprocess(image, spec)
-    rng = np.random.default_rng(0)
-
-    for _ in range(5):
-        augmented = preprocess_augmented(image, spec, rng, AugmentSpec())
-        assert augmented.shape == plain.shape and 0.0 <= augmented.min() <= augmented.max() <= 1.0
-        same = np.corrcoef(augmented.ravel(), plain.ravel())[0, 1]
-        flipped = np.corrcoef(augmented.ravel(), plain[:, ::-1].ravel())[0, 1]
-        assert same > flipped
-
-
-def test_test_time_variants_start_with_the_plain_input():
-    spec = PreprocessSpec(input_size=32)
-    image = (_phantom() * 255).astype(np.uint8)
-
-    variants = tta_inputs(image, spec, AugmentSpec())
-
-    assert len(variants) == len(AugmentSpec().tta_variants)
-    np.testing.assert_allclose(variants[0], preprocess(image, spec), atol=1e-6)

@@ -1,37 +1,22 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from ml import registry
 from ml.models import ModelVersion
-from tests.factories import ModelVersionFactory
+from tests.factories import ModelVersionFactory, write_artifact
 
 pytestmark = pytest.mark.django_db
-
-
-def write_artifact(folder, name: str, architecture: str) -> None:
-    folder.mkdir(parents=True)
-    (folder / "model.keras").write_bytes(b"weights")
-    card = {
-        "name": name,
-        "architecture": architecture,
-        "input_size": 64,
-        "threshold": 0.4,
-        "parameters": 10,
-        "created_at": "2026-11-26T12:00:00+00:00",
-        "validation_metrics": None,
-    }
-    (folder / "model_card.json").write_text(json.dumps(card))
 
 
 @pytest.fixture
 def shipped(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "SHIPPED_ARTIFACTS_DIR", tmp_path)
     ModelVersion.objects.all().delete()
-    write_artifact(tmp_path / "vgg-a", "vgg-a", "vgg")
-    write_artifact(tmp_path / "invgg-a", "invgg-a", "invgg")
+    write_artifact(tmp_path / "vgg-a", "vgg-a", "vgg", threshold=0.4, trained_at="2026-11-26T12:00:00+00:00")
+    write_artifact(
+        tmp_path / "invgg-a", "invgg-a", "invgg", threshold=0.4, trained_at="2026-11-26T12:00:00+00:00"
+    )
     write_artifact(tmp_path / ".invgg-b.partial", "invgg-b", "invgg")
     return tmp_path
 

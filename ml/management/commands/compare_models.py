@@ -4,15 +4,17 @@ from django.core.management.base import BaseCommand
 
 from ml.management.commands._shared import (
     evaluate_artifact,
+    image_table,
+    levels_side_by_side,
     load_samples,
-    metrics_table,
+    parameters_line,
     report_unreadable,
     resolve_artifact_dir,
 )
 
 
 class Command(BaseCommand):
-    help = "Evaluate two models side by side on the same images."
+    help = "Evaluate two models side by side on the same images: image outcome and grade per level."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("model_a", help="A registered model name or an artifact folder.")
@@ -24,15 +26,15 @@ class Command(BaseCommand):
         artifact_dirs = [resolve_artifact_dir(model_a), resolve_artifact_dir(model_b)]
         dataset, samples = load_samples(data, split)
         report_unreadable(self.stdout, dataset.unreadable)
-        columns = {}
+        columns, analysers = {}, []
         for artifact_dir in artifact_dirs:
-            classifier, result = evaluate_artifact(artifact_dir, samples, self.stdout)
-            name = (
-                classifier.name if classifier.name not in columns else f"{classifier.name} ({artifact_dir})"
-            )
-            columns[name] = {**result.report.to_dict(), "parameters": classifier.card.get("parameters")}
+            analyser, metrics = evaluate_artifact(artifact_dir, dataset, samples, self.stdout)
+            name = analyser.card.name
+            columns[name if name not in columns else f"{name} (B)"] = metrics
+            analysers.append(analyser)
         self.stdout.write(f"{len(samples)} images from {data}{f' (split {split})' if split else ''}:")
-        self.stdout.write(metrics_table(columns))
-        self.stdout.write(
-            "Parameters: " + ", ".join(f"{name}: {column['parameters']}" for name, column in columns.items())
-        )
+        self.stdout.write(image_table(columns))
+        self.stdout.write("Grades per level:")
+        self.stdout.write(levels_side_by_side(columns))
+        for analyser in analysers:
+            self.stdout.write(parameters_line(analyser))

@@ -7,8 +7,10 @@ from django.core.management.base import BaseCommand
 
 from ml.management.commands._shared import (
     evaluate_artifact,
+    image_table,
+    level_table,
     load_samples,
-    metrics_table,
+    parameters_line,
     report_unreadable,
     resolve_artifact_dir,
 )
@@ -16,7 +18,8 @@ from ml.management.commands._shared import (
 
 class Command(BaseCommand):
     help = (
-        "Evaluate a model on a labelled folder (normal/, ddd/, optional labels.csv) at its stored threshold."
+        "Evaluate a model on a labelled folder (normal/, ddd/, optional labels.csv with Pfirrmann grades and "
+        "yolo_labels/ with disc boxes): image outcome, grade per level, disc localisation and calibration."
     )
 
     def add_arguments(self, parser) -> None:
@@ -29,11 +32,13 @@ class Command(BaseCommand):
         artifact_dir = resolve_artifact_dir(model)
         dataset, samples = load_samples(data, split)
         report_unreadable(self.stdout, dataset.unreadable)
-        classifier, result = evaluate_artifact(artifact_dir, samples, self.stdout)
-        metrics = result.report.to_dict()
-        metrics["unreadable"] = len(dataset.unreadable) + len(result.unreadable)
-        self.stdout.write(f"{classifier.name} on {data}{f' (split {split})' if split else ''}:")
-        self.stdout.write(metrics_table({classifier.name: metrics}))
+        analyser, metrics = evaluate_artifact(artifact_dir, dataset, samples, self.stdout)
+        name = analyser.card.name
+        self.stdout.write(f"{name} on {len(samples)} images of {data}{f' (split {split})' if split else ''}:")
+        self.stdout.write(image_table({name: metrics}))
+        self.stdout.write("Grades per level:")
+        self.stdout.write(level_table(metrics))
+        self.stdout.write(parameters_line(analyser))
         if json_path:
             Path(json_path).write_text(json.dumps(metrics, indent=2) + "\n")
             self.stdout.write(f"Metrics written to {json_path}")
