@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from diagnosis.models import Case, Patient, Prediction, Review, Scan
+from diagnosis.models import Case, Patient, Prediction, PredictionLevel, Review, Scan
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -82,6 +82,17 @@ class ScanAdmin(admin.ModelAdmin):
         return False
 
 
+class PredictionLevelInline(admin.TabularInline):
+    model = PredictionLevel
+    fields = ("level", "grade", "grade_probabilities", "degenerated_probability", "box")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Prediction)
 class PredictionAdmin(admin.ModelAdmin):
     list_display = (
@@ -99,6 +110,7 @@ class PredictionAdmin(admin.ModelAdmin):
     list_select_related = ("scan", "model_version")
     exclude = ("heatmap",)
     readonly_fields = ("heatmap_file",)
+    inlines = [PredictionLevelInline]
 
     @admin.display(description="Heatmap")
     def heatmap_file(self, prediction: Prediction) -> str:

@@ -218,6 +218,19 @@ class PredictionLevel(models.Model):
     def __str__(self) -> str:
         return f"{self.level}: grade {self.grade}"
 
+    @property
+    def grade_probability(self) -> float:
+        """The model's probability of the grade it gave."""
+        return self.grade_probabilities[self.grade - 1]
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
 
 class Review(models.Model):
     class Decision(models.TextChoices):

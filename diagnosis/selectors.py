@@ -70,7 +70,9 @@ def scan_get(*, user: AbstractBaseUser, pk: int) -> Scan:
 
 
 def prediction_list(*, user: AbstractBaseUser) -> QuerySet[Prediction]:
-    queryset = Prediction.objects.select_related("scan", "scan__case", "scan__case__patient", "model_version")
+    queryset = Prediction.objects.select_related(
+        "scan", "scan__case", "scan__case__patient", "model_version"
+    ).prefetch_related("levels")
     return _scoped(queryset, user, "scan__case__owner")
 
 

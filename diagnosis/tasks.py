@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_process_init, worker_ready
 from django.conf import settings
 from django.db import connections
 from kombu.exceptions import OperationalError as BrokerError
@@ -15,6 +15,7 @@ from diagnosis.services.predictions import (
     prediction_requeue_stale,
     prediction_run,
 )
+from ml.models import ModelVersion
 
 TRANSIENT_ERRORS = (*TRANSIENT_DATABASE_ERRORS, BrokerError)
 
@@ -57,3 +58,28 @@ def requeue_what_this_node_left_running(sender, **kwargs) -> None:
         # This runs in the worker's parent process: pool processes it forks later must not share its
         # connection.
         connections.close_all()
+
+
+# The active model when the worker started, read in its parent (before the pool forks) so that each pool
+# process loads and traces it at its own start, without a database connection of its own yet.
+_model_at_start = []
+
+
+@worker_init.connect
+def note_the_active_model(**kwargs) -> None:
+    if not settings.LUMBAR_WORKER_WARM_UP:
+        return
+    try:
+        _model_at_start[:] = ModelVersion.objects.filter(is_active=True)
+    finally:
+        connections.close_all()
+
+
+@worker_process_init.connect
+def load_the_active_model(**kwargs) -> None:
+    """Load and trace the model before the first task: the first upload is then as fast as the next.
+    (CELERY_WORKER_PROC_ALIVE_TIMEOUT gives a pool process the time this takes.)"""
+    from ml.registry import warm_up
+
+    for model_version in _model_at_start:
+        warm_up(model_version)

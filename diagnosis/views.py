@@ -40,6 +40,8 @@ from diagnosis.services.patients import patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
 from diagnosis.services.scans import scan_upload
+from ml.card import ModelCard
+from ml.errors import ArtifactError
 from ml.models import ModelVersion
 from ml.registry import artifact_dir_for
 
@@ -48,7 +50,7 @@ SCAN_CONTENT_TYPES = {
     Scan.Format.JPEG: "image/jpeg",
     Scan.Format.DICOM: "application/dicom",
 }
-# The plots ml.training writes into an artifact folder; no other name is ever read from disk.
+# Plots an artifact folder may hold (ml.evaluation draws them); no other name is ever read from disk.
 KNOWN_PLOTS = {
     "roc_curve.png": "ROC curve (validation)",
     "confusion_matrix.png": "Confusion matrix (validation)",
@@ -230,7 +232,9 @@ def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _case_scans(user, case: Case):
-    predictions = Prediction.objects.select_related("model_version", "requested_model", "review__reviewer")
+    predictions = Prediction.objects.select_related(
+        "model_version", "requested_model", "review__reviewer"
+    ).prefetch_related("levels")
     return (
         scan_list(user=user)
         .filter(case=case)
@@ -242,6 +246,11 @@ def _render_case(request: HttpRequest, case: Case, *, bound_forms: dict | None =
     bound_forms = bound_forms or {}
     scans = list(_case_scans(request.user, case))
     for scan in scans:
+        # The boxes drawn on the image: the newest finished prediction that located the levels.
+        scan.located_levels = next(
+            (list(p.levels.all()) for p in scan.predictions.all() if p.levels.all()), []
+        )
+        scan.box_font_size = max(12, round(max(scan.width, scan.height) / 30))
         for prediction in scan.predictions.all():
             prediction.review_form = bound_forms.get(("review", prediction.pk)) or ReviewForm(
                 prefix=f"review-{prediction.pk}"
@@ -276,6 +285,7 @@ def _prediction_state(prediction: Prediction) -> dict:
         "label": prediction.label,
         "label_display": prediction.get_label_display() if prediction.label else "",
         "probability": prediction.probability,
+        "reason": prediction.reason,
         "model_version": str(prediction.model_version or prediction.requested_model or ""),
         "error": prediction.error,
         "preprocess_ms": prediction.preprocess_ms,
@@ -393,18 +403,38 @@ def prediction_rerun(request: HttpRequest, pk: int) -> HttpResponse:
 # Models --------------------------------------------------------------------------------------------------
 
 
-def _read_model_card(artifact_dir: Path) -> list[tuple[str, str]] | None:
-    """The card's fields for display; nested values are shown as compact JSON."""
+def _read_model_card(artifact_dir: Path) -> ModelCard | None:
     try:
-        card = json.loads((artifact_dir / "model_card.json").read_text())
-    except (OSError, ValueError):
+        return ModelCard.read(artifact_dir)
+    except ArtifactError:
         return None
-    if not isinstance(card, dict):
-        return None
-    return [
-        (key, json.dumps(value) if isinstance(value, dict | list) else str(value))
-        for key, value in card.items()
-    ]
+
+
+IMAGE_METRICS = (
+    ("roc_auc", "ROC AUC"),
+    ("balanced_accuracy", "Balanced accuracy"),
+    ("recall", "Sensitivity"),
+    ("specificity", "Specificity"),
+    ("precision", "Precision"),
+    ("f1", "F1"),
+    ("accuracy", "Accuracy"),
+    ("n", "Images"),
+)
+
+
+def _validation_tables(metrics: dict) -> dict:
+    """The stored validation figures as the page shows them: image rows, one row per level, the rest."""
+    metrics = metrics if isinstance(metrics, dict) else {}
+    levels = metrics.get("levels") if isinstance(metrics.get("levels"), dict) else {}
+    level_rows = [(name, figures) for name, figures in levels.items() if isinstance(figures, dict)]
+    if isinstance(metrics.get("grading"), dict):
+        level_rows.append(("All levels", metrics["grading"]))
+    shown = {key for key, _ in IMAGE_METRICS} | {"levels", "grading", "confusion_matrix"}
+    return {
+        "image_rows": [(label, _rounded(metrics[key])) for key, label in IMAGE_METRICS if key in metrics],
+        "level_rows": level_rows,
+        "other_rows": _flat_metrics({k: v for k, v in metrics.items() if k not in shown}),
+    }
 
 
 def _plots(artifact_dir: Path) -> list[tuple[str, str]]:
@@ -438,7 +468,7 @@ def model_list_page(request: HttpRequest, pk: int | None = None) -> HttpResponse
         context.update(
             card=_read_model_card(artifact_dir),
             plots=_plots(artifact_dir),
-            metrics=_flat_metrics(selected.metrics),
+            **_validation_tables(selected.metrics),
         )
     return render(request, "diagnosis/models.html", context)
 
@@ -452,10 +482,15 @@ def _flat_metrics(metrics, prefix: str = "") -> list[tuple[str, object]]:
         if isinstance(value, dict):
             rows.extend(_flat_metrics(value, prefix=f"{name} · "))
         elif isinstance(value, list):
-            rows.append((name, json.dumps(value) if len(value) <= 8 else f"{len(value)} values"))
+            shown = [round(v, 3) if isinstance(v, float) else v for v in value]
+            rows.append((name, json.dumps(shown) if len(value) <= 8 else f"{len(value)} values"))
         else:
-            rows.append((name, value))
+            rows.append((name, _rounded(value)))
     return rows
+
+
+def _rounded(value):
+    return round(value, 3) if isinstance(value, float) else value
 
 
 @require_GET

@@ -169,40 +169,20 @@ def start_worker(transactional_db, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def model_artifacts(tmp_path_factory) -> dict[str, Path]:
-    """One small untrained artifact folder per architecture, built once per test session: the pipeline
-    is under test here, not accuracy, and an untrained model loads and predicts in well under a second."""
-    import keras
+def model_artifacts() -> dict[str, Path]:
+    """The shipped artifact folder of each architecture: small (a localiser and a grader under 10 MB), and
+    real, so a real lumbar slice is localised and graded and anything else is refused."""
+    from ml.registry import SHIPPED_ARTIFACTS_DIR
 
-    from ml.architectures import ARCHITECTURES, GRADCAM_LAYER, build_model
-    from ml.inference import CARD_FILE, MODEL_FILE
-    from ml.preprocessing import PreprocessSpec
-
-    keras.utils.set_random_seed(7)
-    spec = PreprocessSpec(input_size=64)
     artifacts = {}
-    for arch in ARCHITECTURES:
-        artifact_dir = tmp_path_factory.mktemp(f"model-{arch}")
-        model = build_model(arch, spec.input_size, width=4, stem_stride=2)
-        model.save(artifact_dir / MODEL_FILE)
-        card = {
-            "name": f"test-{arch}",
-            "architecture": arch,
-            "version": "test",
-            "input_size": spec.input_size,
-            "threshold": 0.5,
-            "parameters": model.count_params(),
-            "preprocessing": spec.to_dict(),
-            "gradcam_layer": GRADCAM_LAYER,
-        }
-        (artifact_dir / CARD_FILE).write_text(json.dumps(card))
-        artifacts[arch] = artifact_dir
+    for card_path in sorted(SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json")):
+        artifacts[json.loads(card_path.read_text())["architecture"]] = card_path.parent
     return artifacts
 
 
 @pytest.fixture
 def active_model(db, model_artifacts):
-    """A small real INVGG model, registered and active, that a worker can load and run quickly."""
+    """The shipped INVGG model, registered and active, that a worker can load and run quickly."""
     from ml.registry import model_version_register
 
     return model_version_register(artifact_dir=model_artifacts["invgg"], activate=True)

@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from PIL import Image
 
-from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, Scan
+from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, PredictionLevel, Scan
 from ml.models import ModelVersion
 
 
@@ -93,10 +93,29 @@ class ModelVersionFactory(factory.django.DjangoModelFactory):
     threshold = 0.5
 
 
+def add_levels(prediction: Prediction, grades=(2, 3, 2)) -> list[PredictionLevel]:
+    """Findings at L3-L4, L4-L5 and L5-S1 with these grades, stacked down the 32x32 test scan."""
+    levels = []
+    for row, (level, grade) in enumerate(zip(PredictionLevel.Level.values, grades, strict=True)):
+        probabilities = [0.05] * 5
+        probabilities[grade - 1] = 0.8
+        levels.append(
+            PredictionLevel.objects.create(
+                prediction=prediction,
+                level=level,
+                box=[8, 4 + 9 * row, 24, 10 + 9 * row],
+                grade=grade,
+                grade_probabilities=probabilities,
+                degenerated_probability=round(sum(probabilities[2:]), 4),
+            )
+        )
+    return levels
+
+
 def done_prediction(owner, **kwargs) -> Prediction:
-    """A finished prediction with a heatmap, on a scan in a case the owner holds."""
+    """A finished prediction with a heatmap and its three levels, on a scan in a case the owner holds."""
     scan = ScanFactory(case=CaseFactory(owner=owner))
-    return PredictionFactory(
+    prediction = PredictionFactory(
         scan=scan,
         status="done",
         label="ddd",
@@ -104,3 +123,32 @@ def done_prediction(owner, **kwargs) -> Prediction:
         heatmap=ContentFile(png_bytes(value=200), name="heat.png"),
         **kwargs,
     )
+    add_levels(prediction)
+    return prediction
+
+
+def model_card(name: str = "invgg-1", architecture: str = "invgg", **fields):
+    """A complete model card (not trained: for code that reads cards, not models)."""
+    from ml.card import GraderSettings, LocalizerSettings, ModelCard
+    from ml.levels.calibration import Calibration
+    from ml.levels.discs import BoxShape
+    from ml.levels.gate import GateSpec
+    from ml.preprocessing import PreprocessSpec
+
+    gate = GateSpec(0.05, (0.5, 2.0), (0.07, 0.24), 1.0, 0.09)
+    defaults = {
+        "version": "1",
+        "level_names": ("L3-L4", "L4-L5", "L5-S1"),
+        "localizer": LocalizerSettings(PreprocessSpec(input_size=128), BoxShape(1.2, 0.5), gate, 505011),
+        "grader": GraderSettings(PreprocessSpec(input_size=64), 64, 1.6, "features", 38000),
+        "calibration": Calibration(0.81234, -0.2),
+    }
+    return ModelCard(name=name, architecture=architecture, **{**defaults, **fields})
+
+
+def write_artifact(folder, name: str = "invgg-1", architecture: str = "invgg", **fields) -> None:
+    """An artifact folder with that card and placeholder model files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model_card(name, architecture, **fields).write(folder)
+    for file_name in ("localizer.keras", "grader.keras"):
+        (folder / file_name).write_bytes(b"weights")

@@ -154,7 +154,7 @@ class PredictionFilter(django_filters.FilterSet):
 
     class Meta:
         model = Prediction
-        fields = ["status"]
+        fields = ["status", "label"]
         form = PeriodForm
 
 

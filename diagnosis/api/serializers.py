@@ -6,7 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from diagnosis.models import Case, Patient, Prediction, Review, Scan
+from diagnosis.models import Case, Patient, Prediction, PredictionLevel, Review, Scan
 from ml.models import ModelVersion
 
 
@@ -73,7 +73,7 @@ class PredictionStatusSerializer(serializers.ModelSerializer):
 class PredictionSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
-        fields = ["id", "status", "label", "probability"]
+        fields = ["id", "status", "label", "reason", "probability"]
 
 
 class ReviewOutputSerializer(serializers.ModelSerializer):
@@ -84,7 +84,21 @@ class ReviewOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "prediction", "reviewer", "decision", "final_label", "comment", "created_at"]
 
 
+class PredictionLevelSerializer(serializers.ModelSerializer):
+    box = serializers.ListField(
+        child=serializers.IntegerField(), min_length=4, max_length=4, help_text="[x0, y0, x1, y1] in pixels."
+    )
+    grade_probabilities = serializers.ListField(
+        child=serializers.FloatField(), min_length=5, max_length=5, help_text="Grades 1 to 5."
+    )
+
+    class Meta:
+        model = PredictionLevel
+        fields = ["level", "grade", "grade_probabilities", "degenerated_probability", "box"]
+
+
 class PredictionOutputSerializer(serializers.ModelSerializer):
+    levels = PredictionLevelSerializer(many=True, read_only=True)
     model_version = ModelVersionRefSerializer(allow_null=True)
     requested_model = ModelVersionRefSerializer(allow_null=True)
     heatmap_url = serializers.SerializerMethodField()
@@ -97,7 +111,9 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "scan",
             "status",
             "label",
+            "reason",
             "probability",
+            "levels",
             "error",
             "model_version",
             "requested_model",

@@ -13,7 +13,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from diagnosis.errors import ApplicationError
-from diagnosis.models import Prediction, Scan
+from diagnosis.models import Prediction, PredictionLevel, Scan
 from diagnosis.services.access import ensure_can_change_case
 from diagnosis.services.cases import case_refresh_status
 from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS
@@ -205,22 +205,40 @@ def _record_outcome(prediction: Prediction, model_version: ModelVersion, outcome
     # this name: replace its file rather than leave it behind under another name.
     if storage.exists(heatmap_name):
         storage.delete(heatmap_name)
-    heatmap_name = storage.save(heatmap_name, ContentFile(outcome.heatmap_png))
+    if outcome.heatmap_png is not None:
+        heatmap_name = storage.save(heatmap_name, ContentFile(outcome.heatmap_png))
+    else:
+        heatmap_name = ""
     try:
-        return _finish(
-            prediction,
-            status=Prediction.Status.DONE,
-            model_version=model_version,
-            label=outcome.label,
-            probability=outcome.probability,
-            input_sha256=outcome.input_sha256,
-            preprocess_ms=outcome.preprocess_ms,
-            inference_ms=outcome.inference_ms,
-            heatmap=heatmap_name,
-            error="",
-        )
+        with transaction.atomic():
+            PredictionLevel.objects.filter(prediction=prediction).delete()
+            PredictionLevel.objects.bulk_create(
+                PredictionLevel(
+                    prediction=prediction,
+                    level=finding.level,
+                    box=list(finding.box),
+                    grade=finding.grade,
+                    grade_probabilities=list(finding.grade_probabilities),
+                    degenerated_probability=finding.degenerated_probability,
+                )
+                for finding in outcome.levels
+            )
+            return _finish(
+                prediction,
+                status=Prediction.Status.DONE,
+                model_version=model_version,
+                label=outcome.label,
+                reason=outcome.reason,
+                probability=outcome.probability,
+                input_sha256=outcome.input_sha256,
+                preprocess_ms=outcome.preprocess_ms,
+                inference_ms=outcome.inference_ms,
+                heatmap=heatmap_name,
+                error="",
+            )
     except BaseException:
-        storage.delete(heatmap_name)
+        if heatmap_name:
+            storage.delete(heatmap_name)
         raise
 
 

@@ -195,6 +195,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Each pool process loads and traces the active model at its start (seconds), before it takes a task.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = 60
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=180)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -210,6 +212,9 @@ CELERY_TIMEZONE = TIME_ZONE
 # Each claim of a prediction by a worker counts; one claimed more often than this (a scan that kills or
 # stalls the worker each time) fails instead of going round the sweep for ever.
 LUMBAR_PREDICTION_MAX_ATTEMPTS = env.int("LUMBAR_PREDICTION_MAX_ATTEMPTS", default=3)
+# Each pool process loads and traces the active model when it starts, so the first upload is as fast as
+# the next; off, it loads the model on its first task instead (less memory for an idle worker).
+LUMBAR_WORKER_WARM_UP = env.bool("LUMBAR_WORKER_WARM_UP", default=True)
 # How often beat has the worker send the tasks of predictions whose broker was away when they were queued.
 LUMBAR_DISPATCH_INTERVAL_SECONDS = env.int("LUMBAR_DISPATCH_INTERVAL_SECONDS", default=5)
 CELERY_BEAT_SCHEDULE = {

@@ -37,6 +37,9 @@
       field(element, "bar").value = p.probability;
       field(element, "probability").textContent = "P(DDD) " + p.probability.toFixed(2);
     }
+    const reason = field(element, "reason");
+    reason.textContent = p.reason ? "Not assessable: " + p.reason : "";
+    reason.hidden = !p.reason;
     const error = field(element, "error");
     error.textContent = p.error;
     error.hidden = !p.error;
@@ -56,13 +59,19 @@
     if (changed) liveNote.textContent = "Prediction " + p.id + ": " + p.status_display + (p.label_display ? ", " + p.label_display : "") + ".";
   }
 
-  async function insertMissing() {
+  // New scans and predictions are inserted; the cards of scans whose prediction just finished are replaced,
+  // so that the levels table and the boxes drawn on the image appear.
+  async function insertMissing(finishedScans) {
     const response = await fetch(scans.dataset.partialUrl, { credentials: "same-origin" });
     if (!response.ok) return;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
     const cards = Array.from(doc.querySelectorAll(".scan-card")).reverse();
     for (const card of cards) {
       const existing = scans.querySelector('.scan-card[data-scan-id="' + card.dataset.scanId + '"]');
+      if (existing && finishedScans.has(card.dataset.scanId)) {
+        existing.replaceWith(document.importNode(card, true));
+        continue;
+      }
       if (!existing) {
         const empty = document.getElementById("no-scans");
         if (empty) empty.remove();
@@ -90,15 +99,20 @@
       if (!response.ok) throw new Error("HTTP " + response.status);
       const data = await response.json();
       let missing = false;
+      const finishedScans = new Set();
       for (const p of data.predictions) {
         const element = scans.querySelector('[data-prediction-id="' + p.id + '"]');
-        if (element) updatePrediction(element, p);
-        else missing = true;
+        if (!element) {
+          missing = true;
+          continue;
+        }
+        if (element.dataset.status !== "done" && p.status === "done") finishedScans.add(String(p.scan));
+        updatePrediction(element, p);
       }
       const caseStatus = document.getElementById("case-status");
       caseStatus.textContent = data.case.status_display;
       caseStatus.className = "badge status-" + data.case.status;
-      if (missing) await insertMissing();
+      if (missing || finishedScans.size) await insertMissing(finishedScans);
     } catch (error) {
       liveNote.textContent = "Live updates paused (" + error.message + "); retrying.";
       schedule();
@@ -209,7 +223,7 @@
     for (const send of senders) {
       if (await send()) {
         any = true;
-        await insertMissing();
+        await insertMissing(new Set());
       }
     }
     if (any) poll();

@@ -27,9 +27,10 @@ from diagnosis.services.predictions import (
 )
 from diagnosis.services.scans import scan_upload
 from diagnosis.tasks import run_prediction
-from tests.factories import PredictionFactory, png_bytes
+from tests.factories import PredictionFactory, ScanFactory, png_bytes
 
 NODE = "celery@scanner-1"
+SAMPLE_SCAN = next(Path(__file__).resolve().parents[1].glob("data/sudirman_sample/normal/*.png"))
 
 
 @pytest.fixture
@@ -125,6 +126,7 @@ def test_dispatcher_sends_owed_predictions_oldest_first_and_stops_while_the_brok
 def test_prediction_of_a_dead_pool_process_of_this_node_is_taken_over(active_model):
     started = timezone.now() - timedelta(seconds=5)
     prediction = PredictionFactory(
+        scan=ScanFactory(content=SAMPLE_SCAN.read_bytes(), width=384, height=384),
         status=Prediction.Status.RUNNING,
         started_at=started,
         attempts=1,

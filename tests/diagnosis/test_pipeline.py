@@ -9,6 +9,7 @@ import logging
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -29,7 +30,7 @@ from diagnosis.services.scans import scan_upload
 from diagnosis.tasks import run_prediction
 from ml import registry
 from ml.models import ModelVersion
-from ml.registry import load_classifier, model_version_register
+from ml.registry import load_analyser, model_version_register
 from tests.factories import PredictionFactory, ScanFactory
 
 SAMPLE_SCAN = next(Path(__file__).resolve().parents[1].glob("data/sudirman_sample/ddd/*.png"))
@@ -57,9 +58,18 @@ def test_finished_prediction_has_result_timings_and_a_heatmap_beside_the_scan(ca
     scan = prediction.scan
     assert prediction.status == Prediction.Status.DONE, prediction.error
     assert prediction.model_version == model_version
-    assert 0.0 <= prediction.probability <= 1.0
-    expected = "ddd" if prediction.probability >= model_version.threshold else "normal"
-    assert prediction.label == expected
+    assert 0.0 <= prediction.probability <= 1.0 and prediction.reason == ""
+    levels = list(prediction.levels.all())
+    assert [level.level for level in levels] == ["L3-L4", "L4-L5", "L5-S1"]
+    for level in levels:
+        assert 1 <= level.grade <= 5 and len(level.grade_probabilities) == 5
+        assert sum(level.grade_probabilities) == pytest.approx(1.0, abs=1e-3)
+        assert 0.0 <= level.degenerated_probability <= 1.0
+        x0, y0, x1, y1 = level.box
+        assert 0 <= x0 < x1 <= scan.width and 0 <= y0 < y1 <= scan.height
+    # The data's definition: DDD when any level is graded 3 or more.
+    assert prediction.label == ("ddd" if max(level.grade for level in levels) >= 3 else "normal")
+    assert [level.box[1] for level in levels] == sorted(level.box[1] for level in levels)  # L3-L4 on top
     # The model read the stored copy (re-encoded from the upload's pixels); the scan is known by the upload.
     assert prediction.input_sha256 == hashlib.sha256(Path(scan.file.path).read_bytes()).hexdigest()
     assert scan.sha256 == hashlib.sha256(SAMPLE_SCAN.read_bytes()).hexdigest()
@@ -70,6 +80,28 @@ def test_finished_prediction_has_result_timings_and_a_heatmap_beside_the_scan(ca
         assert heatmap.format == "PNG" and heatmap.size == (scan.width, scan.height)
     case.refresh_from_db()
     assert case.status == Case.Status.AWAITING_REVIEW
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        np.full((256, 256), 128, dtype=np.uint8),
+        np.random.default_rng(3).integers(0, 256, (256, 256), dtype=np.uint8),
+        np.flipud(np.asarray(Image.open(SAMPLE_SCAN).convert("L"))),
+    ],
+    ids=["flat", "noise", "upside-down-spine"],
+)
+def test_what_is_not_a_lumbar_mri_is_not_assessable_with_its_reason(case, active_model, pixels):
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    uploaded = SimpleUploadedFile("not-a-spine.png", buffer.getvalue())
+    prediction = scan_upload(user=case.owner, case=case, uploaded_file=uploaded).prediction
+
+    prediction = prediction_run(prediction_id=prediction.pk)
+
+    assert (prediction.status, prediction.label) == (Prediction.Status.DONE, "not_assessable")
+    assert prediction.reason and prediction.probability is None
+    assert not prediction.levels.exists() and not prediction.heatmap
 
 
 def test_prediction_can_be_run_again_with_another_model_version(case, active_model, model_artifacts):
@@ -197,11 +229,13 @@ def test_sweep_queues_again_only_what_is_stale(db, settings, django_capture_on_c
     assert Prediction.objects.filter(pk__in=requeued, dispatched_at__isnull=False).count() == 2
 
 
-def test_classifier_is_loaded_once_per_process(active_model, caplog, monkeypatch):
-    monkeypatch.setattr(registry, "_loaded_classifiers", {})
+def test_model_is_loaded_and_traced_once_per_process(active_model, caplog, monkeypatch):
+    monkeypatch.setattr(registry, "_loaded_analysers", {})
     with caplog.at_level(logging.INFO, logger="ml.registry"):
-        first = load_classifier(active_model)
-        second = load_classifier(ModelVersion.objects.get(pk=active_model.pk))
+        first = load_analyser(active_model)
+        second = load_analyser(ModelVersion.objects.get(pk=active_model.pk))
 
     assert first is second
-    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [f"Loaded model {active_model.name}"]
+    assert [r.getMessage().split(" in ")[0] for r in caplog.records] == [
+        f"Loaded and traced model {active_model.name}"
+    ]
