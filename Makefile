@@ -30,7 +30,7 @@ run: install
 	@echo "Starting the web server on http://$(HOST):$(PORT)/ and a worker; Ctrl-C stops both."
 	@trap 'kill 0' INT TERM EXIT; \
 	$(PY) -m celery -A lumbar_platform worker --beat --loglevel=INFO --concurrency=2 \
-		--schedule var/celerybeat-schedule & \
+		--without-gossip --without-mingle --without-heartbeat --schedule var/celerybeat-schedule & \
 	$(PY) manage.py runserver $(HOST):$(PORT) --noreload & \
 	wait
 

@@ -294,7 +294,16 @@ class Services:
         celery = [*python, "celery", "-A", "lumbar_platform"]
         self.worker = Service(
             "worker",
-            [*celery, "worker", "--loglevel=INFO", f"--concurrency={args.concurrency}"],
+            [
+                *celery,
+                "worker",
+                "--loglevel=INFO",
+                f"--concurrency={args.concurrency}",
+                # as in the Makefile and the compose file: see the note on the worker there
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
             env,
             logs,
         )
