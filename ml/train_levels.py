@@ -1,4 +1,8 @@
-"""Train and evaluate the per-level models: ``python -m ml.train_levels {localizer,grader,evaluate} ...``."""
+"""Train, cross-validate and evaluate the per-level models.
+
+``python -m ml.train_levels {localizer,grader,cv,evaluate} ...``: ``cv`` scores one setting of the localiser
+or a grader by patient folds of the training split, the place to tune; ``evaluate`` is for the final models.
+"""
 
 from __future__ import annotations
 
@@ -11,33 +15,65 @@ from ml.architectures import ARCHITECTURES
 from ml.errors import ArtifactError, DataError
 
 
+def _localizer_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--input-size", type=int, default=128)
+    command.add_argument(
+        "--extra-levels", type=int, default=0, help="also find this many discs above L3-L4 (0 to 2)"
+    )
+    command.add_argument("--coordinates", action="store_true", help="row/column position input channels")
+    command.add_argument(
+        "--flip", action="store_true", help="train on mirrored slices too; ship the flip-averaged model"
+    )
+
+
+def _grader_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--crop-size", type=int, default=64)
+    command.add_argument("--crop-scale", type=float, help="crop side in disc spacings")
+    command.add_argument(
+        "--class-balance",
+        type=float,
+        default=0.0,
+        help="weight each disc by (share of its grade) ** -BALANCE (0: unweighted, 1: fully balanced)",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ml.train_levels", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m ml.train_levels", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("localizer", "grader"):
-        command = commands.add_parser(name, help=f"train the disc {name}")
+    for name in ("localizer", "grader", "cv"):
+        help_text = (
+            "cross-validate one setting on the training split" if name == "cv" else f"train the {name}"
+        )
+        command = commands.add_parser(name, help=help_text)
         command.add_argument("--data", required=True, type=Path, help="labelled folder with yolo_labels/")
-        command.add_argument("--out", required=True, type=Path, help="artifact folder to create")
         command.add_argument("--epochs", type=int, default=40)
         command.add_argument("--batch-size", type=int, default=16)
         command.add_argument("--learning-rate", type=float, default=2e-3)
         command.add_argument("--width", type=int, default=16)
         command.add_argument("--seed", type=int, default=20240601)
+        command.add_argument(
+            "--shifted-copies", type=int, default=8, help="shifted copies of each training image"
+        )
+        if name == "cv":
+            command.add_argument("--model", required=True, choices=("localizer", *ARCHITECTURES))
+            command.add_argument("--folds", type=int, default=5, help="patient folds of the training split")
+            command.add_argument("--json", type=Path, help="write the figures here")
+        else:
+            command.add_argument("--out", required=True, type=Path, help="artifact folder to create")
         if name == "grader":
             command.add_argument("--arch", required=True, choices=ARCHITECTURES)
-            command.add_argument("--crop-size", type=int, default=64)
-            command.add_argument("--crop-scale", type=float, help="crop side in disc spacings")
-            command.add_argument(
-                "--shifted-copies", type=int, default=8, help="shifted copies of each training image"
-            )
             command.add_argument(
                 "--calibration-folds",
                 type=int,
                 default=0,
                 help="fit the calibration on out-of-fold probabilities of this many patient folds first",
             )
-        else:
-            command.add_argument("--input-size", type=int, default=128)
+        if name != "grader":
+            _localizer_flags(command)
+        if name != "localizer":
+            _grader_flags(command)
     bundle = commands.add_parser("bundle", help="one shippable artifact from a localiser and a grader")
     bundle.add_argument("--localizer", required=True, type=Path)
     bundle.add_argument("--grader", required=True, type=Path)
@@ -62,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from ml.levels.training import LevelTrainConfig, load_level_data, train_grader, train_localizer
+    from ml.levels import training
 
     try:
         if args.command == "bundle":
@@ -84,40 +120,72 @@ def main(argv: list[str] | None = None) -> int:
 
             evaluate_levels(args)
             return 0
-        if args.epochs < 1 or args.batch_size < 1 or args.learning_rate <= 0 or args.width < 1:
-            raise DataError("epochs, batch size, learning rate and width must be positive")
-        if args.command == "grader" and (
-            (args.crop_scale is not None and args.crop_scale <= 0)
-            or args.shifted_copies < 0
-            or args.calibration_folds == 1
-            or args.calibration_folds < 0
-        ):
-            raise DataError(
-                "crop scale must be positive, shifted copies not negative, calibration folds 0 or at least 2"
-            )
-        config = LevelTrainConfig(
-            output_dir=args.out,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            learning_rate=args.learning_rate,
-            width=args.width,
-            seed=args.seed,
-        )
-        train = load_level_data(args.data, "train")
+        config = _config(args)
+        train = training.load_level_data(args.data, "train")
         print(f"{len(train.images)} training images ({train.skipped} without grades or three disc boxes)")
         if args.command == "localizer":
-            config.input_size = args.input_size
-            train_localizer(train, config)
+            training.train_localizer(train, config)
+        elif args.command == "grader":
+            training.train_grader(args.arch, train, config)
         else:
-            config.crop_size = args.crop_size
-            config.crop_scale = args.crop_scale or config.crop_scale
-            config.shifted_copies = args.shifted_copies
-            config.calibration_folds = args.calibration_folds
-            train_grader(args.arch, train, config)
+            _cross_validate(args, train, config)
     except (DataError, ArtifactError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _config(args: argparse.Namespace):
+    """The training settings of ``args``, after checking every number."""
+    from ml.levels.training import MAX_EXTRA_LEVELS, LevelTrainConfig
+
+    if args.epochs < 1 or args.batch_size < 1 or args.learning_rate <= 0 or args.width < 1:
+        raise DataError("epochs, batch size, learning rate and width must be positive")
+    if args.shifted_copies < 0:
+        raise DataError("shifted copies must not be negative")
+    config = LevelTrainConfig(
+        output_dir=getattr(args, "out", None),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        width=args.width,
+        seed=args.seed,
+        shifted_copies=args.shifted_copies,
+    )
+    if args.command != "grader":
+        if not 0 <= args.extra_levels <= MAX_EXTRA_LEVELS:
+            raise DataError(f"extra levels must be 0 to {MAX_EXTRA_LEVELS}")
+        config.input_size = args.input_size
+        config.extra_levels = args.extra_levels
+        config.coordinates = args.coordinates
+        config.flip = args.flip
+    if args.command != "localizer":
+        if args.crop_scale is not None and args.crop_scale <= 0:
+            raise DataError("crop scale must be positive")
+        if args.class_balance < 0:
+            raise DataError("class balance must not be negative")
+        config.crop_size = args.crop_size
+        config.crop_scale = args.crop_scale or config.crop_scale
+        config.class_balance = args.class_balance
+    folds = args.folds if args.command == "cv" else args.calibration_folds if args.command == "grader" else 0
+    if folds == 1 or folds < 0 or (args.command == "cv" and folds < 2):
+        raise DataError("folds must be at least 2 (calibration folds: 0 or at least 2)")
+    config.calibration_folds = args.calibration_folds if args.command == "grader" else 0
+    return config
+
+
+def _cross_validate(args: argparse.Namespace, train, config) -> None:
+    from ml.levels.training import cross_validate_grader, cross_validate_localizer
+
+    if args.model == "localizer":
+        figures = cross_validate_localizer(train, config, args.folds)
+    else:
+        figures = cross_validate_grader(args.model, train, config, args.folds)
+    settings = {key: value for key, value in vars(args).items() if key not in ("data", "json", "command")}
+    result = {"settings": {**settings, "crop_scale": config.crop_scale}, "figures": figures}
+    print(json.dumps(result, default=str))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -45,15 +45,22 @@ def merge_same_disc(boxes: np.ndarray) -> np.ndarray:
     return np.array([np.mean(group, axis=0) for group in merged]).reshape(-1, 4)
 
 
-def level_boxes(sample: Sample, root: Path) -> np.ndarray | None:
-    """Annotated (3, 4) boxes of L3-L4, L4-L5, L5-S1, or None when the image has fewer than three discs."""
+def level_boxes(sample: Sample, root: Path, *, above: int = 0) -> np.ndarray | None:
+    """Annotated (3, 4) boxes of L3-L4, L4-L5, L5-S1, or None when the image has fewer than three discs.
+
+    With ``above``, (3 + above, 4): then the boxes of the next ``above`` discs up (L2-L3, L1-L2, ...),
+    NaN where the image shows fewer discs.
+    """
     boxes = read_disc_boxes(sample, root)
     if boxes is None:
         return None
     discs = merge_same_disc(boxes)
     if len(discs) < N_LEVELS:
         return None
-    return discs[np.argsort(discs[:, 1])[-N_LEVELS:]]
+    top_down = discs[np.argsort(discs[:, 1])]
+    upper = top_down[:-N_LEVELS][::-1][:above]
+    missing = np.full((above - len(upper), 4), np.nan)
+    return np.vstack([top_down[-N_LEVELS:], upper, missing])
 
 
 def disc_spacing(centres_px: np.ndarray) -> float:

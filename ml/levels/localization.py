@@ -1,8 +1,12 @@
 """Heatmap localiser: one spatial softmax per level over a coarse grid of the whole (resized) slice.
 
 The model sees the full slice through the shared ``preprocess`` (window, CLAHE, resize to a square) and
-returns logits of shape (grid, grid, 3). Each level's logits are a distribution over grid cells, trained
-with cross-entropy against a small Gaussian around the annotated disc centre. Decoding takes the peak, refines
+returns logits of shape (grid, grid, 3 + extra). Each level's logits are a distribution over grid cells,
+trained with cross-entropy against a small Gaussian around the annotated disc centre. The optional extra
+maps (L2-L3, L1-L2, counted on upwards from L5-S1) are trained where annotated and never decoded: they make
+the model count the discs from the sacrum, the anchor that the three named levels depend on. The shipped
+model averages its logits with those of the mirrored slice (``HorizontalFlip``), so that test-time flip
+averaging costs the caller nothing. Decoding takes the peak, refines
 it with the probability-weighted centroid of its neighbourhood and reports the probability mass there as
 the level's confidence: a diffuse map (noise, a knee, an upside-down spine) has low mass everywhere, which
 the input gate uses.
@@ -30,12 +34,48 @@ def _conv(x, channels: int, name: str, dilation: int = 1):
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
-def build_localizer(input_size: int = 128, width: int = 16) -> keras.Model:
-    """Encoder down to 1/32 (context: which disc sits on the sacrum), decoder back to 1/4 with skips."""
+@keras.saving.register_keras_serializable(package="lumbar")
+class CoordinateChannels(layers.Layer):
+    """(B, H, W, C) -> (B, H, W, C + 2): appends the row and column position, each from -1 to 1.
+
+    Convolutions alone cannot tell where in the field of view they look; these channels let the
+    localiser learn where discs usually sit (CoordConv, Liu et al., 2018).
+    """
+
+    def call(self, x):
+        shape = ops.shape(x)
+        rows = ops.linspace(-1.0, 1.0, shape[1])
+        cols = ops.linspace(-1.0, 1.0, shape[2])
+        # (H,) and (W,) -> (B, H, W, 1) each
+        row_map = ops.broadcast_to(ops.reshape(rows, (1, -1, 1, 1)), (shape[0], shape[1], shape[2], 1))
+        col_map = ops.broadcast_to(ops.reshape(cols, (1, 1, -1, 1)), (shape[0], shape[1], shape[2], 1))
+        return ops.concatenate([x, ops.cast(row_map, x.dtype), ops.cast(col_map, x.dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 2)
+
+
+@keras.saving.register_keras_serializable(package="lumbar")
+class HorizontalFlip(layers.Layer):
+    """(B, H, W, C) mirrored left-right. The grid cells of a stride-s map mirror with the input's pixels
+    when the input side is a multiple of s, so flipping the output maps undoes flipping the input."""
+
+    def call(self, x):
+        return ops.flip(x, axis=2)
+
+
+def build_localizer(
+    input_size: int = 128, width: int = 16, *, extra_levels: int = 0, coordinates: bool = False
+) -> keras.Model:
+    """Encoder down to 1/32 (context: which disc sits on the sacrum), decoder back to 1/4 with skips.
+
+    Output (B, G, G, 3 + ``extra_levels``) logits; ``coordinates`` adds the position channels.
+    """
     if input_size % 32:
         raise ValueError("localiser input size must be a multiple of 32")
     inputs = keras.Input((input_size, input_size, 1), name="image")
-    x = _conv(inputs, width, "enc1")
+    x = CoordinateChannels(name="coordinates")(inputs) if coordinates else inputs
+    x = _conv(x, width, "enc1")
     x = layers.MaxPooling2D(2, name="pool1")(x)  # 1/2
     x = _conv(x, width * 2, "enc2")
     x = layers.MaxPooling2D(2, name="pool2")(x)  # 1/4
@@ -51,8 +91,16 @@ def build_localizer(input_size: int = 128, width: int = 16) -> keras.Model:
         x = layers.UpSampling2D(2, interpolation="bilinear", name=f"up{scale}")(x)
         x = layers.Concatenate(name=f"merge{scale}")([x, skip])
         x = _conv(x, width * 4 if scale > 4 else width * 2, f"dec{scale}")
-    logits = layers.Conv2D(N_LEVELS, 1, name="heatmaps")(x)
+    logits = layers.Conv2D(N_LEVELS + extra_levels, 1, name="heatmaps")(x)
     return keras.Model(inputs, logits, name="localizer")
+
+
+def flip_averaged(model: keras.Model) -> keras.Model:
+    """``model`` wrapped so that its logits are the mean of those of the slice and of its mirror image."""
+    inputs = keras.Input(model.input_shape[1:], name="image")
+    mirrored = HorizontalFlip(name="unflip")(model(HorizontalFlip(name="flip")(inputs)))
+    logits = layers.Average(name="heatmaps")([model(inputs), mirrored])
+    return keras.Model(inputs, logits, name="localizer_flip_averaged")
 
 
 def spatial_cross_entropy(y_true, y_pred):
@@ -67,10 +115,15 @@ def spatial_cross_entropy(y_true, y_pred):
 
 
 def heatmap_targets(centres: np.ndarray, grid: int) -> np.ndarray:
-    """(3, 2) centre fractions -> (grid, grid, 3) normalised Gaussians (centres outside are clipped)."""
+    """(L, 2) centre fractions -> (grid, grid, L) normalised Gaussians (centres outside are clipped).
+
+    A level whose centre is NaN (not annotated) gets an all-zero map, which adds nothing to the loss.
+    """
     cells = (np.arange(grid) + 0.5) / grid
-    targets = np.empty((grid, grid, len(centres)), dtype=np.float32)
+    targets = np.zeros((grid, grid, len(centres)), dtype=np.float32)
     for level, (cx, cy) in enumerate(np.clip(centres, 0.0, 1.0)):
+        if np.isnan(cx) or np.isnan(cy):
+            continue
         dx = (cells - cx) * grid
         dy = (cells - cy) * grid
         blob = np.exp(-(dy[:, None] ** 2 + dx[None, :] ** 2) / (2 * TARGET_SIGMA**2))
@@ -87,7 +140,9 @@ class Located:
 
 
 def decode_heatmaps(logits: np.ndarray) -> Located:
-    """(grid, grid, 3) logits -> peak centres refined by their neighbourhood centroid, with confidences."""
+    """(grid, grid, 3 + extra) logits -> peak centres of the three named levels refined by their
+    neighbourhood centroid, with confidences. Extra maps (discs further up) are not decoded."""
+    logits = logits[:, :, :N_LEVELS]
     grid_h, grid_w, n_levels = logits.shape
     flat = logits.reshape(-1, n_levels).astype(np.float64)
     probs = np.exp(flat - flat.max(axis=0))

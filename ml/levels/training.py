@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,12 +22,18 @@ import numpy as np
 from ml.data import Sample, load_folder, load_images
 from ml.errors import ArtifactError, DataError
 from ml.evaluation import roc_auc
-from ml.levels.calibration import Calibration, expected_calibration_error, patient_folds
+from ml.levels.calibration import (
+    Calibration,
+    cross_validated,
+    expected_calibration_error,
+    patient_folds,
+)
 from ml.levels.discs import (
     LEVEL_NAMES,
     N_LEVELS,
     BoxShape,
     ShiftSpec,
+    centre_inside,
     level_boxes,
     shift_scan,
     shifted_copies,
@@ -33,6 +41,8 @@ from ml.levels.discs import (
 from ml.levels.gate import GateSpec
 from ml.levels.grading import (
     CROP_SCALE,
+    DEGENERATED_FROM,
+    N_GRADES,
     build_grader,
     crop_discs,
     degenerated_probability,
@@ -46,11 +56,12 @@ from ml.levels.localization import (
     build_localizer,
     decode_heatmaps,
     decode_turned,
+    flip_averaged,
     heatmap_targets,
     spatial_cross_entropy,
     with_turned_copies,
 )
-from ml.levels.metrics import grading_metrics
+from ml.levels.metrics import balanced_accuracy, grading_metrics
 from ml.preprocessing import PreprocessSpec, enhance, preprocess, to_single_channel
 
 SHIFT_PROBABILITY = 0.8
@@ -69,39 +80,58 @@ DATA_ATTRIBUTION = {
         {"title": "LSMA-PQR Pfirrmann grades (Masood, Taj et al.)", "doi": "10.17632/p3r4xd2488.1"},
     ],
 }
+FLIP_PROBABILITY = 0.5
+COPY_THREADS = min(os.cpu_count() or 1, 8)  # OpenCV and NumPy release the GIL on whole-slice operations
+MAX_EXTRA_LEVELS = 2  # discs above L3-L4 the localiser can be trained on: L2-L3, L1-L2
 
 
 @dataclass
 class LevelData:
-    """Decoded images of one split with their (3, 4) level boxes and (3,) grades."""
+    """Decoded images of one split with their (3, 4) level boxes, (3,) grades and the (2, 4) boxes of the
+    next discs up (L2-L3, L1-L2; NaN where not shown)."""
 
     samples: list[Sample]
     images: list[np.ndarray]
     boxes: list[np.ndarray]
     grades: np.ndarray
+    upper: list[np.ndarray]
     skipped: int = 0
 
     @property
     def labels(self) -> np.ndarray:
         return np.array([s.label for s in self.samples])
 
+    @property
+    def patients(self) -> np.ndarray:
+        return np.array([s.patient_id for s in self.samples])
+
+    def subset(self, indices: np.ndarray) -> LevelData:
+        return LevelData(
+            [self.samples[i] for i in indices],
+            [self.images[i] for i in indices],
+            [self.boxes[i] for i in indices],
+            self.grades[indices],
+            [self.upper[i] for i in indices],
+        )
+
 
 def load_level_data(root: str | Path, split: str) -> LevelData:
     """Images of ``split`` that have Pfirrmann grades and at least three disc boxes."""
     dataset = load_folder(root, verify_images=False)
-    samples, boxes, skipped = [], [], 0
+    samples, boxes, upper, skipped = [], [], [], 0
     for sample in dataset.subset(split):
-        found = level_boxes(sample, dataset.root)
+        found = level_boxes(sample, dataset.root, above=MAX_EXTRA_LEVELS)
         if found is None or sample.disc_grades is None:
             skipped += 1
             continue
         samples.append(sample)
-        boxes.append(found)
+        boxes.append(found[:N_LEVELS])
+        upper.append(found[N_LEVELS:])
     if not samples:
         raise DataError(f"no image of split {split!r} in {root} has grades and three disc boxes")
     images = [to_single_channel(image) for image in load_images(samples)]
     grades = np.array([s.disc_grades for s in samples], dtype=np.int64)
-    return LevelData(samples, images, boxes, grades, skipped)
+    return LevelData(samples, images, boxes, grades, upper, skipped)
 
 
 @dataclass
@@ -113,21 +143,26 @@ class LevelTrainConfig:
     weight_decay: float = 1e-4
     seed: int = 20240601
     input_size: int = 128  # localiser
+    extra_levels: int = 0  # localiser: discs above L3-L4 it also learns to find (counting from the sacrum)
+    coordinates: bool = False  # localiser: row/column position channels
+    flip: bool = False  # localiser: mirrored training slices, and the shipped model averages over the mirror
     crop_size: int = 64  # grader
     crop_scale: float = CROP_SCALE  # grader crop side in disc spacings
     shifted_copies: int = 8  # grader: shifted copies per training image
     calibration_folds: int = 0  # grader: out-of-fold runs for the calibration (0: none)
+    class_balance: float = 0.0  # grader: loss weight of a disc ~ (share of its grade) ** -class_balance
     width: int = 16
     shift: ShiftSpec = field(default_factory=ShiftSpec)
 
 
 class _LocalizerBatches(keras.utils.PyDataset):
-    def __init__(self, data: LevelData, spec: PreprocessSpec, config: LevelTrainConfig):
+    """Slices of ``indices``, a shifted copy on most, mirrored on half when ``flip``, with target maps."""
+
+    def __init__(self, copies: list, indices: np.ndarray, grid: int, config: LevelTrainConfig):
         super().__init__()
-        self.data, self.spec, self.config = data, spec, config
-        self.grid = spec.input_size // OUTPUT_STRIDE
+        self.copies, self.indices, self.grid, self.config = copies, indices, grid, config
         self.rng = np.random.default_rng(config.seed)
-        self.order = self.rng.permutation(len(data.images))
+        self.order = self.rng.permutation(indices)
 
     def __len__(self):
         return math.ceil(len(self.order) / self.config.batch_size)
@@ -135,29 +170,53 @@ class _LocalizerBatches(keras.utils.PyDataset):
     def __getitem__(self, index):
         x, y = [], []
         for i in self.order[index * self.config.batch_size : (index + 1) * self.config.batch_size]:
-            image, boxes = self.data.images[i], self.data.boxes[i]
-            if self.rng.random() < SHIFT_PROBABILITY:
-                image, boxes = shift_scan(image, boxes, self.rng, self.config.shift)
-            x.append(preprocess(image, self.spec))
-            y.append(heatmap_targets(boxes[:, :2], self.grid))
+            image, boxes = self.copies[i][_pick_copy(self.rng, self.config)]
+            centres = boxes[:, :2]
+            if self.config.flip and self.rng.random() < FLIP_PROBABILITY:
+                image = image[:, ::-1]
+                centres = centres * [-1.0, 1.0] + [1.0, 0.0]
+            x.append(image)
+            y.append(heatmap_targets(centres, self.grid))
         return np.stack(x), np.stack(y)
 
     def on_epoch_end(self):
-        self.order = self.rng.permutation(len(self.order))
+        self.order = self.rng.permutation(self.indices)
 
 
-def _grader_copies(data: LevelData, spec: PreprocessSpec, config: LevelTrainConfig) -> list[list[tuple]]:
-    """Per image: the enhanced slice and ``shifted_copies`` enhanced shifted copies, each with its boxes.
+def _pick_copy(rng: np.random.Generator, config: LevelTrainConfig) -> int:
+    """0 (the slice as it is) or, with ``SHIFT_PROBABILITY``, one of its shifted copies."""
+    if config.shifted_copies and rng.random() < SHIFT_PROBABILITY:
+        return 1 + int(rng.integers(config.shifted_copies))
+    return 0
 
-    Drawn once: on a CPU, shifting and enhancing a whole slice costs about twenty times the grader's own
-    training step, and the crop jitter still makes every epoch's crops new.
+
+def _cached_copies(
+    images: list[np.ndarray], boxes: list[np.ndarray], prepare: Callable, config: LevelTrainConfig
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Per image: ``prepare(image)`` with its boxes, then ``shifted_copies`` prepared shifted copies.
+
+    Drawn once: on a CPU, shifting and preparing a whole slice costs about twenty times a training step
+    of the grader, and the crop jitter (grader) or mirroring (localiser) still varies every epoch.
     """
-    rng = np.random.default_rng(config.seed)
-    copies = []
-    for image, boxes in zip(data.images, data.boxes, strict=True):
-        shifted = [shift_scan(image, boxes, rng, config.shift) for _ in range(config.shifted_copies)]
-        copies.append([(enhance(image, spec), boxes)] + [(enhance(s, spec), b) for s, b in shifted])
-    return copies
+
+    def image_copies(image: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> list:
+        shifted = [shift_scan(image, box, rng, config.shift) for _ in range(config.shifted_copies)]
+        return [(prepare(image), box)] + [(prepare(s), b) for s, b in shifted]
+
+    # One generator per image, so the copies do not depend on the order in which the threads run.
+    rngs = [np.random.default_rng(seed) for seed in np.random.SeedSequence(config.seed).spawn(len(images))]
+    with ThreadPoolExecutor(COPY_THREADS) as pool:
+        return list(pool.map(image_copies, images, boxes, rngs))
+
+
+def _localizer_copies(data: LevelData, config: LevelTrainConfig) -> list:
+    spec = PreprocessSpec(input_size=config.input_size)
+    boxes = [np.vstack([b, u[: config.extra_levels]]) for b, u in zip(data.boxes, data.upper, strict=True)]
+    return _cached_copies(data.images, boxes, lambda image: preprocess(image, spec), config)
+
+
+def _grader_copies(data: LevelData, spec: PreprocessSpec, config: LevelTrainConfig) -> list:
+    return _cached_copies(data.images, data.boxes, lambda image: enhance(image, spec), config)
 
 
 class _GraderBatches(keras.utils.PyDataset):
@@ -168,6 +227,7 @@ class _GraderBatches(keras.utils.PyDataset):
         self.data, self.copies, self.indices, self.config = data, copies, indices, config
         self.rng = np.random.default_rng(config.seed)
         self.order = self.rng.permutation(indices)
+        self.grade_weight = grade_weights(data.grades[indices], config.class_balance)
 
     def __len__(self):
         return math.ceil(len(self.order) / self.config.batch_size)
@@ -176,10 +236,7 @@ class _GraderBatches(keras.utils.PyDataset):
         chosen = self.order[index * self.config.batch_size : (index + 1) * self.config.batch_size]
         crops = []
         for i in chosen:
-            copy = 0
-            if self.config.shifted_copies and self.rng.random() < SHIFT_PROBABILITY:
-                copy = 1 + self.rng.integers(self.config.shifted_copies)
-            enhanced, boxes = self.copies[i][copy]
+            enhanced, boxes = self.copies[i][_pick_copy(self.rng, self.config)]
             crops.append(
                 crop_discs(
                     enhanced,
@@ -193,10 +250,22 @@ class _GraderBatches(keras.utils.PyDataset):
                 )
             )
         x = {"crop": np.concatenate(crops), "level": level_inputs(len(chosen))}
-        return x, ordinal_targets(self.data.grades[chosen].reshape(-1))
+        grades = self.data.grades[chosen].reshape(-1)
+        return x, ordinal_targets(grades), self.grade_weight[grades - 1]
 
     def on_epoch_end(self):
         self.order = self.rng.permutation(self.indices)
+
+
+def grade_weights(grades: np.ndarray, balance: float) -> np.ndarray:
+    """(5,) loss weight per grade ~ share ** -balance, with mean 1 over the training discs.
+
+    Grades 4 and 5 are a fifth of the discs; without weights the model calls many of them 3. A grade
+    absent from the training discs gets the weight of a single disc.
+    """
+    counts = np.bincount(np.asarray(grades).ravel() - 1, minlength=N_GRADES).astype(np.float64)
+    weights = np.maximum(counts, 1.0) ** -balance
+    return (weights / (weights * counts).sum() * counts.sum()).astype(np.float32)
 
 
 class _Progress(keras.callbacks.Callback):
@@ -270,17 +339,75 @@ def fit_gate(
     )
 
 
+def _localizer_fit(
+    copies: list, indices: np.ndarray, config: LevelTrainConfig, log
+) -> tuple[keras.Model, float]:
+    """The localiser trained on the images of ``indices`` as shipped (flip-averaged when trained with
+    mirrored slices), and its training seconds."""
+    keras.utils.set_random_seed(config.seed)
+
+    def build() -> keras.Model:
+        return build_localizer(
+            config.input_size, config.width, extra_levels=config.extra_levels, coordinates=config.coordinates
+        )
+
+    model = build()
+    log(f"localiser: {model.count_params():,} parameters, {len(indices)} training images")
+    batches = _LocalizerBatches(copies, indices, config.input_size // OUTPUT_STRIDE, config)
+    seconds = _fit(model, batches, spatial_cross_entropy, config, log)
+    if not config.flip:
+        return model, seconds
+    # An uncompiled copy: the wrapper's saved config must not carry the training loss.
+    trained = build()
+    trained.set_weights(model.get_weights())
+    return flip_averaged(trained), seconds
+
+
+def discs_found(
+    model: keras.Model, data: LevelData, spec: PreprocessSpec, shift_seed: int
+) -> dict[str, np.ndarray]:
+    """(N, 3) whether each predicted centre lies in its annotated box, on the plain images ("plain") and
+    on fixed-seed shifted copies ("shifted")."""
+    shifted = shifted_copies(data.images, data.boxes, seed=shift_seed)
+    found = {}
+    for name, (images, boxes) in {"plain": (data.images, data.boxes), "shifted": shifted}.items():
+        located = predict_located(model, images, spec)
+        found[name] = np.array([centre_inside(f.centres, b) for f, b in zip(located, boxes, strict=True)])
+    return found
+
+
+def cross_validate_localizer(
+    train: LevelData, config: LevelTrainConfig, folds: int, *, log: Callable[[str], None] = print
+) -> dict:
+    """Found rates of localisers trained without each patient fold, on that fold (plain and shifted)."""
+    fold_of = patient_folds(train.patients, folds, seed=config.seed)
+    spec = PreprocessSpec(input_size=config.input_size)
+    found = {name: np.zeros((len(train.images), N_LEVELS), bool) for name in ("plain", "shifted")}
+    copies = _localizer_copies(train, config)
+    for fold in range(folds):
+        held = np.flatnonzero(fold_of == fold)
+        log(f"fold {fold + 1}/{folds}: {len(held)} images held out")
+        model, _ = _localizer_fit(copies, np.flatnonzero(fold_of != fold), config, log)
+        for name, hits in discs_found(model, train.subset(held), spec, config.seed + fold).items():
+            found[name][held] = hits
+    return {
+        "folds": folds,
+        "by": "patient",
+        **{f"found_rate_{name}": round(float(hits.mean()), 4) for name, hits in found.items()},
+        **{f"images_with_a_miss_{name}": int((~hits).any(axis=1).sum()) for name, hits in found.items()},
+        "n": int(found["plain"].size),
+    }
+
+
 def train_localizer(
     train: LevelData, config: LevelTrainConfig, *, log: Callable[[str], None] = print
 ) -> dict:
     """Train the localiser, fit the box shape and the gate on the training split, write the artifact."""
     output_dir = Path(config.output_dir)
     _check_output(output_dir)
-    keras.utils.set_random_seed(config.seed)
     spec = PreprocessSpec(input_size=config.input_size)
-    model = build_localizer(config.input_size, config.width)
-    log(f"localiser: {model.count_params():,} parameters, {len(train.images)} training images")
-    seconds = _fit(model, _LocalizerBatches(train, spec, config), spatial_cross_entropy, config, log)
+    indices = np.arange(len(train.images))
+    model, seconds = _localizer_fit(_localizer_copies(train, config), indices, config, log)
     shapes = [image.shape[:2] for image in train.images]
     gate = fit_gate(model, train, spec, config.shift, config.seed)
     card = {
@@ -288,6 +415,9 @@ def train_localizer(
         "level_names": list(LEVEL_NAMES),
         "preprocess": spec.to_dict(),
         "output_stride": OUTPUT_STRIDE,
+        "extra_levels": config.extra_levels,
+        "coordinates": config.coordinates,
+        "flip_averaged": config.flip,
         "box_shape": asdict(BoxShape.fit(train.boxes, shapes)),
         "gate": gate.to_dict(),
         "parameters": int(model.count_params()),
@@ -309,15 +439,19 @@ def _grader_fit(
 
 
 def out_of_fold_grading(
-    arch: str, train: LevelData, copies: list, config: LevelTrainConfig, log: Callable[[str], None]
+    arch: str,
+    train: LevelData,
+    copies: list,
+    config: LevelTrainConfig,
+    folds: int,
+    log: Callable[[str], None],
 ) -> np.ndarray:
     """(N, 3, 4) P(grade > k) of every training image from a grader trained without its patient's fold."""
-    groups = np.array([sample.patient_id for sample in train.samples])
-    fold_of = patient_folds(groups, config.calibration_folds, seed=config.seed)
-    above = np.empty((len(train.images), N_LEVELS, 4))
-    for fold in range(config.calibration_folds):
+    fold_of = patient_folds(train.patients, folds, seed=config.seed)
+    above = np.empty((len(train.images), N_LEVELS, N_GRADES - 1))
+    for fold in range(folds):
         held = np.flatnonzero(fold_of == fold)
-        log(f"fold {fold + 1}/{config.calibration_folds}: {len(held)} images held out")
+        log(f"fold {fold + 1}/{folds}: {len(held)} images held out")
         model, _ = _grader_fit(arch, train, copies, np.flatnonzero(fold_of != fold), config, log)
         # copies[i][0] is the unshifted slice and its annotated boxes
         crops = np.concatenate(
@@ -336,17 +470,34 @@ def _cross_validation_card(above: np.ndarray, train: LevelData, folds: int) -> t
     flat = above.reshape(-1, above.shape[-1])
     probability = image_probability(degenerated_probability(flat).reshape(-1, N_LEVELS))
     calibration = Calibration.fit(probability, train.labels)
-    grading = grading_metrics(train.grades, predicted_grades(flat).reshape(-1, N_LEVELS))
+    grades = predicted_grades(flat).reshape(-1, N_LEVELS)
+    grading = grading_metrics(train.grades, grades)
+    # Each fold's probabilities calibrated by the other folds: the error a held-out set would see.
+    calibrated = cross_validated(probability, train.labels, train.patients, seed=1)
     figures = {
         "folds": folds,
         "by": "patient",
         "weighted_kappa": round(grading["weighted_kappa"], 4),
         "within_one": round(grading["within_one"], 4),
         "accuracy": round(grading["accuracy"], 4),
+        "confusion_matrix": grading["confusion_matrix"],
         "image_roc_auc": round(float(roc_auc(train.labels, probability)), 4),
+        "image_balanced_accuracy": round(
+            balanced_accuracy(train.labels, (grades >= DEGENERATED_FROM).any(axis=1)), 4
+        ),
         "ece_uncalibrated": round(expected_calibration_error(probability, train.labels), 4),
+        "ece_calibrated": round(expected_calibration_error(calibrated, train.labels), 4),
     }
     return calibration, figures
+
+
+def cross_validate_grader(
+    arch: str, train: LevelData, config: LevelTrainConfig, folds: int, *, log: Callable[[str], None] = print
+) -> dict:
+    """Out-of-fold grading figures of ``arch`` with ``config`` on the training split, by patient."""
+    copies = _grader_copies(train, PreprocessSpec(input_size=config.crop_size), config)
+    above = out_of_fold_grading(arch, train, copies, config, folds, log)
+    return _cross_validation_card(above, train, folds)[1]
 
 
 def train_grader(
@@ -364,7 +515,7 @@ def train_grader(
     copies = _grader_copies(train, spec, config)
     extra = {}
     if config.calibration_folds:
-        above = out_of_fold_grading(arch, train, copies, config, log)
+        above = out_of_fold_grading(arch, train, copies, config, config.calibration_folds, log)
         calibration, figures = _cross_validation_card(above, train, config.calibration_folds)
         log(f"out of fold: {figures}; calibration {calibration}")
         extra = {
@@ -388,6 +539,7 @@ def train_grader(
         "training": {
             **_training_facts(config, len(train.images)),
             "shifted_copies": config.shifted_copies,
+            "class_balance": config.class_balance,
             "seconds": round(seconds, 1),
         },
         **extra,

@@ -48,6 +48,10 @@ def test_level_boxes_are_the_lowest_three_discs_top_to_bottom(tmp_path):
 
     np.testing.assert_allclose(boxes[:, 1], [0.53, 0.67, 0.805])
     assert boxes.shape == (3, 4)
+    with_upper = level_boxes(sample, root, above=2)
+    # L2-L3 next, then NaN: the image shows no L1-L2
+    np.testing.assert_allclose(with_upper[:4, 1], [0.53, 0.67, 0.805, 0.40])
+    assert np.isnan(with_upper[4]).all()
 
 
 def test_level_boxes_is_none_with_fewer_than_three_discs(tmp_path):
@@ -120,6 +124,16 @@ def test_heatmap_targets_decode_back_to_their_centres():
     located = decode_heatmaps(np.log(targets + 1e-12))
     np.testing.assert_allclose(located.centres, centres, atol=0.5 / 32)
     assert (located.confidence > 0.9).all()
+
+
+def test_a_level_without_a_centre_gets_an_empty_target_and_extra_maps_are_not_decoded():
+    centres = np.array([[0.3, 0.4], [0.5, 0.6], [0.7, 0.8], [0.3, 0.2], [np.nan, np.nan]])
+    targets = heatmap_targets(centres, 16)
+
+    np.testing.assert_allclose(targets.sum(axis=(0, 1)), [1, 1, 1, 1, 0], rtol=1e-5)
+    located = decode_heatmaps(np.log(targets + 1e-12))
+    assert located.centres.shape == (3, 2)
+    np.testing.assert_allclose(located.centres, centres[:3], atol=0.5 / 16)
 
 
 def test_a_flat_heatmap_decodes_with_low_confidence():

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from ml.levels.grading import OrdinalThresholds, build_grader, crop_discs, level_inputs
-from ml.levels.localization import build_localizer, heatmap_targets, spatial_cross_entropy
+from ml.levels.localization import (
+    build_localizer,
+    flip_averaged,
+    heatmap_targets,
+    spatial_cross_entropy,
+)
+from ml.levels.training import grade_weights
 from ml.train_levels import main
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data" / "sudirman_sample"
@@ -20,6 +26,22 @@ def test_localizer_predicts_one_map_per_level_at_a_quarter_of_the_input():
     model = build_localizer(64, width=4)
 
     assert model(np.zeros((2, 64, 64, 1), np.float32)).shape == (2, 16, 16, 3)
+
+
+def test_localizer_with_extra_levels_and_coordinates_predicts_a_map_for_each_disc():
+    model = build_localizer(64, width=4, extra_levels=2, coordinates=True)
+
+    assert model(np.zeros((2, 64, 64, 1), np.float32)).shape == (2, 16, 16, 5)
+
+
+def test_flip_averaged_localizer_sees_a_slice_and_its_mirror_alike(tmp_path):
+    model = flip_averaged(build_localizer(64, width=4))
+    model.save(tmp_path / "localizer.keras")
+    loaded = keras.saving.load_model(tmp_path / "localizer.keras", compile=False)
+    x = np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32)
+
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
+    np.testing.assert_allclose(loaded(x[:, :, ::-1]), np.asarray(loaded(x))[:, :, ::-1], atol=1e-5)
 
 
 def test_localizer_input_must_be_a_multiple_of_32():
@@ -111,6 +133,40 @@ def test_training_entry_point_refuses_bad_flags(tmp_path, capsys):
     assert "no model artifact" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["grader", "--arch", "resnet", "--data", str(SAMPLE_DATA), "--out", str(tmp_path / "g")])
+    assert main(["cv", "--model", "vgg", "--data", str(SAMPLE_DATA), "--folds", "1"]) == 2
+    assert "folds must be at least 2" in capsys.readouterr().err
+    assert main(["cv", "--model", "localizer", "--data", str(SAMPLE_DATA), "--extra-levels", "3"]) == 2
+    assert "extra levels must be 0 to 2" in capsys.readouterr().err
+    assert main([*grader, "--class-balance", "-1"]) == 2
+    assert "class balance must not be negative" in capsys.readouterr().err
+
+
+def test_class_balance_weighs_rare_grades_up_and_keeps_the_mean_loss_weight():
+    grades = np.array([2] * 60 + [3] * 25 + [4] * 12 + [5] * 3)
+
+    weights = grade_weights(grades, 0.5)
+
+    assert weights[1] < weights[2] < weights[3] < weights[4]
+    assert weights[grades - 1].mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(grade_weights(grades, 0.0), 1.0)
+
+
+@pytest.mark.slow
+def test_cross_validation_scores_each_setting_by_patient_folds(tmp_path):
+    common = ["--data", str(SAMPLE_DATA), "--epochs", "1", "--batch-size", "4", "--width", "4"]
+    common += ["--shifted-copies", "1", "--folds", "2"]
+    figures_file = tmp_path / "cv.json"
+
+    assert (
+        main(["cv", "--model", "localizer", *common, "--input-size", "64", "--json", str(figures_file)]) == 0
+    )
+    localizer = json.loads(figures_file.read_text())["figures"]
+    assert main(["cv", "--model", "invgg", *common, "--crop-size", "32", "--json", str(figures_file)]) == 0
+    grader = json.loads(figures_file.read_text())
+
+    assert localizer["n"] == 3 * 6 and 0.0 <= localizer["found_rate_shifted"] <= 1.0
+    assert grader["settings"]["model"] == "invgg" and grader["figures"]["folds"] == 2
+    assert sum(map(sum, grader["figures"]["confusion_matrix"])) == 3 * 6
 
 
 @pytest.mark.slow
