@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from django import forms
 
-from diagnosis.errors import ApplicationError
+from diagnosis.errors import ApplicationError, PermissionDenied
 from diagnosis.models import Case, Patient, Prediction, Referral, Review
 from ml.models import ModelVersion
 
@@ -14,11 +14,14 @@ class ServiceForm(forms.Form):
     they name."""
 
     def submit(self, service: Callable, **arguments):
-        """The service's result, or None when the form or the service refused the input."""
+        """The service's result, or None when the form or the service refused the input. A refusal of
+        the user rather than of the input (PermissionDenied) is not a form error: it propagates."""
         if not self.is_valid():
             return None
         try:
             return service(**arguments, **self.cleaned_data)
+        except PermissionDenied:
+            raise
         except ApplicationError as exc:
             self.add_application_error(exc)
             return None

@@ -7,6 +7,7 @@ import io
 import json
 from functools import wraps
 from pathlib import Path
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -50,7 +51,7 @@ from diagnosis.selectors import (
 from diagnosis.services.access import case_referral_of, ensure_can_change_case
 from diagnosis.services.cases import case_create, case_update
 from diagnosis.services.history import access_record
-from diagnosis.services.patients import patient_create, patient_update
+from diagnosis.services.patients import IDENTIFIER_TAKEN, patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
 from diagnosis.services.scans import scan_upload
@@ -201,7 +202,14 @@ def patient_create_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and (patient := form.submit(patient_create, user=request.user)):
         messages.success(request, f"Patient {patient.identifier} registered.")
         return redirect("diagnosis:patient-detail", pk=patient.pk)
-    return _render_form(request, form, title="New patient", submit="Register patient")
+    next_step = None
+    if IDENTIFIER_TAKEN in form.errors.get("identifier", []):
+        query = urlencode({"identifier": form.data.get("identifier", "").strip()})
+        next_step = (
+            f"{reverse('diagnosis:case-open-by-identifier')}?{query}",
+            "Open a case for this identifier",
+        )
+    return _render_form(request, form, title="New patient", submit="Register patient", next_step=next_step)
 
 
 @clinician_page
@@ -225,8 +233,18 @@ def patient_detail_page(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "diagnosis/patient_detail.html", context)
 
 
-def _render_form(request, form, *, title: str, submit: str, back: str = "", status: int | None = None):
-    context = {"form": form, "title": title, "submit": submit, "back": back}
+def _render_form(
+    request,
+    form,
+    *,
+    title: str,
+    submit: str,
+    back: str = "",
+    status: int | None = None,
+    next_step: tuple[str, str] | None = None,
+):
+    """`next_step` is a (url, text) link shown under the form, where the errors point somewhere else."""
+    context = {"form": form, "title": title, "submit": submit, "back": back, "next_step": next_step}
     if status is None:
         status = 400 if form.is_bound and form.errors else 200
     return render(request, "diagnosis/form.html", context, status=status)

@@ -60,7 +60,8 @@ def case_history_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 @clinician_page
 def case_open_by_identifier_page(request: HttpRequest) -> HttpResponse:
-    form = CaseByIdentifierForm(request.POST or None)
+    initial = {"identifier": request.GET.get("identifier", "")[:64]}
+    form = CaseByIdentifierForm(request.POST or None, initial=initial)
     if request.method == "POST" and (case := form.submit(case_create_for_identifier, user=request.user)):
         messages.success(request, f"Case {case.pk} opened for {case.patient.identifier}.")
         return redirect("diagnosis:case-detail", pk=case.pk)
