@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Model, Q, QuerySet
+from django.utils import timezone
 
 from diagnosis.errors import NotFound
 from diagnosis.models import (
@@ -196,16 +198,39 @@ class HistoryEntry:
         if self.record is None or self.record.history_type != "~" or self.record.prev_record is None:
             return []
         delta = self.record.diff_against(self.record.prev_record, excluded_fields=HISTORY_QUIET_FIELDS)
-        return [FieldChange(change.field, _shown(change.old), _shown(change.new)) for change in delta.changes]
+        model = self.record.instance_type
+        return [
+            FieldChange(
+                change.field, _shown(model, change.field, change.old), _shown(model, change.field, change.new)
+            )
+            for change in delta.changes
+        ]
 
 
-def _shown(value) -> str:
-    text = "" if value is None else str(value)
+def _shown(model: type[Model], field_name: str, value) -> str:
+    """A value as a person reads it: users by name, times in the current time zone, long texts cut."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, datetime):
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+    if model._meta.get_field(field_name).related_model is get_user_model():
+        user = get_user_model().objects.filter(pk=value).first()
+        return user.get_username() if user else str(value)
+    text = str(value)
     return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _username(user) -> str:
     return user.get_username() if user is not None else "system"
+
+
+def _change_summary(object_type: str, record) -> str:
+    verb = HISTORY_VERBS[record.history_type]
+    if object_type == "review":
+        return f"{record.get_kind_display()} {record.id} (version {record.version}) {verb}"
+    if object_type == "referral" and record.withdrawn_at and record.history_type == "~":
+        return f"Referral {record.id} withdrawn"
+    return f"{object_type.capitalize()} {record.id} {verb}"
 
 
 def case_history(*, case: Case) -> list[HistoryEntry]:
@@ -230,7 +255,7 @@ def case_history(*, case: Case) -> list[HistoryEntry]:
             object_type=object_type,
             object_id=record.id,
             action=HISTORY_VERBS[record.history_type],
-            summary=f"{object_type.capitalize()} {record.id} {HISTORY_VERBS[record.history_type]}",
+            summary=_change_summary(object_type, record),
             record=record,
         )
         for object_type, records in sources

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from functools import wraps
+from itertools import islice
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -337,11 +338,12 @@ def _render_case(
     if template == "diagnosis/case_detail.html":
         context["referrals"] = referral_list(user=request.user, case=case)
         context["referral_form"] = referral_form or ReferralForm()
-        context["timeline"] = case_history(case=case)[:CASE_PAGE_TIMELINE]
+        changes = (entry for entry in case_history(case=case) if entry.kind == "change")
+        context["timeline"] = list(islice(changes, CASE_PAGE_TIMELINE))
     return render(request, template, context, status=status)
 
 
-# The case page shows the latest entries of its history; the history page has them all.
+# The case page shows the latest changes; the history page has them all, and every view and download.
 CASE_PAGE_TIMELINE = 10
 
 
@@ -459,7 +461,8 @@ def prediction_review(request: HttpRequest, pk: int) -> HttpResponse:
     prediction = prediction_get(user=request.user, pk=pk)
     form = ReviewForm(request.POST, prefix=f"review-{prediction.pk}")
     if review := form.submit(review_create, user=request.user, prediction=prediction):
-        messages.success(request, f"Review saved: {review.get_decision_display().lower()}.")
+        what = "Opinion" if review.kind == Review.Kind.SECOND_OPINION else "Review"
+        messages.success(request, f"{what} saved: {review.get_decision_display().lower()}.")
         return redirect(_case_anchor(prediction))
     return _render_case(
         request, prediction.scan.case, bound_forms={("review", prediction.pk): form}, status=400

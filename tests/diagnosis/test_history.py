@@ -11,6 +11,7 @@ from diagnosis.models import AccessEvent, Case, Prediction, Review
 from diagnosis.selectors import case_history
 from diagnosis.services.cases import case_update
 from diagnosis.services.history import access_record
+from diagnosis.services.referrals import referral_create, referral_withdraw
 from diagnosis.services.reviews import review_create
 from tests.factories import CaseFactory, PatientFactory, PredictionFactory, ScanFactory
 
@@ -126,3 +127,14 @@ def test_case_history_names_the_worker_system(case):
     entry = next(entry for entry in case_history(case=case) if entry.object_type == "prediction")
     assert entry.user == "system"
     assert [(c.field, c.old, c.new) for c in entry.changes] == [("status", "queued", "running")]
+
+
+def test_case_history_shows_users_by_name_and_times_with_their_zone(case, clinician, other_clinician):
+    referral = referral_create(user=clinician, case=case, clinician=other_clinician.username)
+    as_request_of(clinician, lambda: referral_withdraw(user=clinician, referral=referral))
+    withdrawal = next(entry for entry in case_history(case=case) if entry.summary.endswith("withdrawn"))
+    shown = {change.field: change.new for change in withdrawal.changes}
+    assert shown["withdrawn_by"] == clinician.username
+    assert shown["withdrawn_at"].endswith(" UTC") and shown["withdrawn_at"].startswith(
+        str(referral.created_at.year)
+    )
