@@ -312,9 +312,10 @@ class Review(models.Model):
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
     kind = models.CharField(max_length=14, choices=Kind.choices, default=Kind.REVIEW)
     version = models.PositiveIntegerField(default=1)
+    # RESTRICT, not PROTECT: a referral goes only with its whole case, opinions included.
     referral = models.ForeignKey(
         Referral,
-        on_delete=models.PROTECT,
+        on_delete=models.RESTRICT,
         null=True,
         blank=True,
         related_name="opinions",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db.models import RestrictedError
 
 from diagnosis.errors import ApplicationError, NotFound, PermissionDenied
 from diagnosis.models import Prediction, Referral, Review
@@ -144,3 +145,11 @@ def test_nobody_else_can_refer_or_see_a_referred_case(case, referral, clinician)
 
 def test_staff_can_withdraw_a_referral(case, referral, staff):
     assert referral_withdraw(user=staff, referral=referral).withdrawn_by == staff
+
+
+def test_a_referral_with_opinions_goes_only_with_its_case(case, referral, other_clinician, prediction):
+    review_create(user=other_clinician, prediction=prediction, decision="agree")
+    with pytest.raises(RestrictedError):
+        referral.delete()
+    case.delete()
+    assert not Referral.objects.exists() and not Review.objects.exists()
