@@ -49,7 +49,7 @@ from diagnosis.selectors import (
     scan_get,
     scan_list,
 )
-from diagnosis.services.access import case_referral_of, ensure_can_change_case
+from diagnosis.services.access import case_referral_of, ensure_can_change_case, ensure_can_change_patient
 from diagnosis.services.cases import case_create, case_update
 from diagnosis.services.history import access_record
 from diagnosis.services.patients import IDENTIFIER_TAKEN, patient_create, patient_update
@@ -216,6 +216,7 @@ def patient_create_page(request: HttpRequest) -> HttpResponse:
 @clinician_page
 def patient_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
     patient = patient_get(user=request.user, pk=pk)
+    ensure_can_change_patient(request.user, patient)
     form = PatientForm(request.POST) if request.method == "POST" else PatientForm.for_patient(patient)
     if request.method == "POST" and form.submit(patient_update, user=request.user, patient=patient):
         messages.success(request, "Patient details saved.")
@@ -230,7 +231,12 @@ def patient_detail_page(request: HttpRequest, pk: int) -> HttpResponse:
     patient = patient_get(user=request.user, pk=pk)
     access_record(user=request.user, obj=patient, action=AccessEvent.Action.VIEW_PATIENT)
     cases = case_list(user=request.user).filter(patient=patient).annotate(scan_count=Count("scans"))
-    context = {"patient": patient, "cases": cases, "form": CaseCreateForm()}
+    try:
+        ensure_can_change_patient(request.user, patient)
+        can_edit = True
+    except PermissionDenied:
+        can_edit = False
+    context = {"patient": patient, "cases": cases, "form": CaseCreateForm(), "can_edit": can_edit}
     return render(request, "diagnosis/patient_detail.html", context)
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 
 from diagnosis.errors import NotFound, PermissionDenied
-from diagnosis.models import Case, Referral
-from diagnosis.selectors import referral_active, user_is_clinician, user_sees_everything
+from diagnosis.models import Case, Patient, Referral
+from diagnosis.selectors import patient_list, referral_active, user_is_clinician, user_sees_everything
 
 
 def ensure_can_work(user: AbstractBaseUser) -> None:
@@ -31,3 +31,20 @@ def ensure_can_change_case(user: AbstractBaseUser, case: Case) -> None:
         raise PermissionDenied(
             "Only the case owner can do this; as a referred clinician you can record your own opinion."
         )
+
+
+def ensure_can_change_patient(user: AbstractBaseUser, patient: Patient) -> None:
+    """Whoever registered the patient or owns one of their cases (and staff) edits the details; a clinician
+    who only sees the patient through a referral may not."""
+    ensure_can_work(user)
+    if not patient_list(user=user).filter(pk=patient.pk).exists():
+        raise NotFound("Patient not found.")
+    if (
+        user_sees_everything(user)
+        or patient.created_by_id == user.pk
+        or patient.cases.filter(owner=user).exists()
+    ):
+        return
+    raise PermissionDenied(
+        "Only the clinicians who registered the patient or own one of their cases edit it."
+    )

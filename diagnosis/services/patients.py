@@ -6,10 +6,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from diagnosis.errors import ApplicationError, NotFound
+from diagnosis.errors import ApplicationError
 from diagnosis.models import AccessEvent, Patient
-from diagnosis.selectors import patient_find, patient_list
-from diagnosis.services.access import ensure_can_work
+from diagnosis.selectors import patient_find
+from diagnosis.services.access import ensure_can_change_patient, ensure_can_work
 from diagnosis.services.history import access_record
 
 _EDITABLE = ("identifier", "name", "birth_date", "sex")
@@ -83,9 +83,7 @@ def patient_create(
 
 
 def patient_update(*, user: AbstractBaseUser, patient: Patient, **changes) -> Patient:
-    ensure_can_work(user)
-    if not patient_list(user=user).filter(pk=patient.pk).exists():
-        raise NotFound("Patient not found.")
+    ensure_can_change_patient(user, patient)
     unknown = set(changes) - set(_EDITABLE)
     if unknown:
         raise ApplicationError(

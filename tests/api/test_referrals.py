@@ -114,3 +114,14 @@ def test_referrals_of_another_case_are_404(api, case, colleague, other_clinician
     others_case_referral = refer(client_for(other_clinician), others_case, colleague).json()
     assert_error(api.delete(f"/api/v1/cases/{case.pk}/referrals/{others_case_referral['id']}/"), 404)
     assert_error(api.delete(f"/api/v1/cases/{case.pk}/referrals/999999/"), 404)
+
+
+def test_the_referred_clinician_reads_but_does_not_edit_the_patient(api, case, colleague):
+    refer(api, case, colleague)
+    other = client_for(colleague)
+    assert other.get(f"/api/v1/patients/{case.patient_id}/").status_code == 200
+    assert_error(other.patch(f"/api/v1/patients/{case.patient_id}/", {"name": "Changed"}, format="json"), 403)
+    assert (
+        api.patch(f"/api/v1/patients/{case.patient_id}/", {"name": "Changed"}, format="json").status_code
+        == 200
+    )

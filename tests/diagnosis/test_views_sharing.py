@@ -193,3 +193,15 @@ def test_patient_list_offers_opening_a_case_by_identifier(clinician):
     CaseFactory(owner=ClinicianFactory(), patient=PatientFactory(identifier="HIDDEN-1"))
     page = logged_in(clinician).get("/patients/", {"q": "HIDDEN"}).content.decode()
     assert "Open a case by identifier" in page and "HIDDEN-1" not in page.split("</form>", 1)[1]
+
+
+def test_a_referred_clinician_sees_the_patient_but_does_not_edit_it(case, clinician, other_clinician):
+    referral_create(user=clinician, case=case, clinician=other_clinician.username)
+    colleague = logged_in(other_clinician)
+    page = colleague.get(f"/patients/{case.patient_id}/")
+    assert page.status_code == 200 and "Edit patient" not in page.content.decode()
+    assert colleague.get(f"/patients/{case.patient_id}/edit/").status_code == 403
+    assert colleague.post(f"/patients/{case.patient_id}/edit/", {"identifier": "CHANGED"}).status_code == 403
+    case.patient.refresh_from_db()
+    assert case.patient.identifier != "CHANGED"
+    assert "Edit patient" in logged_in(clinician).get(f"/patients/{case.patient_id}/").content.decode()
