@@ -370,6 +370,7 @@ class AccessEvent(models.Model):
         VIEW_CASE = "view_case", "Viewed the case"
         VIEW_HISTORY = "view_history", "Viewed the case history"
         VIEW_SCAN = "view_scan", "Viewed a scan"
+        VIEW_PREDICTION = "view_prediction", "Viewed a prediction"
         DOWNLOAD_SCAN = "download_scan", "Downloaded a scan file"
         VIEW_HEATMAP = "view_heatmap", "Viewed a heatmap"
         DOWNLOAD_REPORT = "download_report", "Downloaded a report"

@@ -314,6 +314,7 @@ class CaseScanListApi(ListApi):
     @extend_schema(responses={200: ScanOutputSerializer(many=True), **errors(400, 401, 404)})
     def get(self, request: Request, pk: int) -> Response:
         case = case_get(user=request.user, pk=pk)
+        access_record(user=request.user, obj=case, action=AccessEvent.Action.VIEW_CASE)
         return self.list_response(request, scan_list(user=request.user).filter(case=case))
 
     @extend_schema(
@@ -386,6 +387,7 @@ class PredictionDetailApi(APIView):
     @extend_schema(responses={200: PredictionOutputSerializer, **errors(401, 404)})
     def get(self, request: Request, pk: int) -> Response:
         prediction = prediction_get(user=request.user, pk=pk)
+        access_record(user=request.user, obj=prediction, action=AccessEvent.Action.VIEW_PREDICTION)
         return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)
 
 

@@ -59,6 +59,8 @@ def test_history_of_someone_elses_case_is_404(api, others_prediction):
     "url, action",
     [
         ("/api/v1/cases/{case}/", "view_case"),
+        ("/api/v1/cases/{case}/scans/", "view_case"),
+        ("/api/v1/predictions/{prediction}/", "view_prediction"),
         ("/api/v1/scans/{scan}/", "view_scan"),
         ("/api/v1/scans/{scan}/file", "download_scan"),
         ("/api/v1/predictions/{prediction}/heatmap", "view_heatmap"),
