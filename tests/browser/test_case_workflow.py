@@ -157,7 +157,12 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     expect(page.locator("img.thumb")).to_have_attribute(
         "src", f"/predictions/{prediction.get_attribute('data-prediction-id')}/heatmap"
     )
-    page.wait_for_function("document.querySelector('img.thumb').naturalWidth > 0")
+    # decode() settles once the heatmap has loaded. wait_for_function would poll through eval, which the
+    # Content-Security-Policy refuses whenever the image was not already there on its first check.
+    loaded_width = page.locator("img.thumb").evaluate(
+        "async (img) => { await img.decode(); return img.naturalWidth; }"
+    )
+    assert loaded_width > 0
     shot(page, "06-heatmap")
 
     page.get_by_label("Agree").check()
