@@ -1,8 +1,12 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from simple_history.admin import SimpleHistoryAdmin
 
-from diagnosis.models import Case, Patient, Prediction, PredictionLevel, Review, Scan
+from diagnosis.models import AccessEvent, Case, Patient, Prediction, PredictionLevel, Referral, Review, Scan
+
+# Every admin below is a SimpleHistoryAdmin: its "History" button lists each recorded version of a record,
+# who saved it and what changed (reverting is disabled in settings: changes go through the services).
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -36,7 +40,7 @@ class PredictionInline(ReadOnlyInline):
 
 
 @admin.register(Patient)
-class PatientAdmin(admin.ModelAdmin):
+class PatientAdmin(SimpleHistoryAdmin):
     list_display = ("identifier", "name", "birth_date", "sex", "created_by", "created_at")
     list_filter = ("sex", "created_at")
     search_fields = ("identifier", "name")
@@ -50,7 +54,7 @@ class PatientAdmin(admin.ModelAdmin):
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
+class CaseAdmin(SimpleHistoryAdmin):
     list_display = ("id", "patient", "owner", "status", "created_at", "updated_at")
     list_filter = ("status", "created_at", "owner")
     search_fields = ("patient__identifier", "patient__name", "clinical_question", "notes")
@@ -61,7 +65,7 @@ class CaseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Scan)
-class ScanAdmin(admin.ModelAdmin):
+class ScanAdmin(SimpleHistoryAdmin):
     list_display = ("id", "original_name", "case", "format", "width", "height", "uploaded_by", "uploaded_at")
     list_filter = ("format", "modality", "uploaded_at")
     search_fields = ("original_name", "sha256", "case__patient__identifier", "study_uid", "series_uid")
@@ -94,7 +98,7 @@ class PredictionLevelInline(admin.TabularInline):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(admin.ModelAdmin):
+class PredictionAdmin(SimpleHistoryAdmin):
     list_display = (
         "id",
         "scan",
@@ -125,12 +129,68 @@ class PredictionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
-    list_display = ("id", "prediction", "reviewer", "decision", "final_label", "created_at")
-    list_filter = ("decision", "final_label", "created_at")
+class ReviewAdmin(SimpleHistoryAdmin):
+    """Shown, never edited nor deleted, not even by a superuser: a review is the clinician's own words, and
+    an amendment is a new version by its author (diagnosis.services.reviews)."""
+
+    list_display = (
+        "id",
+        "prediction",
+        "kind",
+        "version",
+        "reviewer",
+        "decision",
+        "final_label",
+        "created_at",
+    )
+    list_filter = ("kind", "decision", "final_label", "created_at")
     search_fields = ("comment", "reviewer__username", "prediction__scan__case__patient__identifier")
     list_select_related = ("prediction", "reviewer")
-    readonly_fields = ("prediction", "reviewer", "created_at")
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Referral)
+class ReferralAdmin(SimpleHistoryAdmin):
+    """Referrals are made and withdrawn by the case owner on the case page; here they are only shown."""
+
+    list_display = ("id", "case", "clinician", "referred_by", "created_at", "withdrawn_at", "withdrawn_by")
+    list_filter = ("created_at", "withdrawn_at")
+    search_fields = ("clinician__username", "referred_by__username", "case__patient__identifier", "note")
+    list_select_related = ("case", "case__patient", "clinician", "referred_by", "withdrawn_by")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AccessEvent)
+class AccessEventAdmin(admin.ModelAdmin):
+    """The access log: browsed and searched, never written or changed by hand."""
+
+    list_display = ("at", "user", "action", "case_id", "patient_id", "object_type", "object_id", "detail")
+    list_filter = ("action", "at")
+    search_fields = ("user__username", "detail", "=case__id", "=patient__id")
+    list_select_related = ("user",)
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False

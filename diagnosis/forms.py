@@ -4,8 +4,8 @@ from collections.abc import Callable
 
 from django import forms
 
-from diagnosis.errors import ApplicationError
-from diagnosis.models import Case, Patient, Prediction, Review
+from diagnosis.errors import ApplicationError, PermissionDenied
+from diagnosis.models import Case, Patient, Prediction, Referral, Review
 from ml.models import ModelVersion
 
 
@@ -14,11 +14,14 @@ class ServiceForm(forms.Form):
     they name."""
 
     def submit(self, service: Callable, **arguments):
-        """The service's result, or None when the form or the service refused the input."""
+        """The service's result, or None when the form or the service refused the input. A refusal of
+        the user rather than of the input (PermissionDenied) is not a form error: it propagates."""
         if not self.is_valid():
             return None
         try:
             return service(**arguments, **self.cleaned_data)
+        except PermissionDenied:
+            raise
         except ApplicationError as exc:
             self.add_application_error(exc)
             return None
@@ -50,6 +53,17 @@ class CaseCreateForm(ServiceForm):
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
 
 
+class CaseByIdentifierForm(CaseCreateForm):
+    """Open a case for any registered patient, named by the exact identifier."""
+
+    identifier = forms.CharField(
+        max_length=64,
+        label="Patient identifier",
+        help_text="The exact identifier (upper or lower case alike). The look-up is recorded.",
+    )
+    field_order = ["identifier", "clinical_question", "notes"]
+
+
 class CaseEditForm(CaseCreateForm):
     status = forms.ChoiceField(choices=Case.Status.choices)
     field_order = ["status", "clinical_question", "notes"]
@@ -71,4 +85,14 @@ class RerunForm(ServiceForm):
         required=False,
         empty_label="The active model",
         label="Re-run with",
+    )
+
+
+class ReferralForm(ServiceForm):
+    clinician = forms.CharField(max_length=150, label="Colleague's username")
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}),
+        required=False,
+        max_length=Referral._meta.get_field("note").max_length,
+        label="Note for the colleague",
     )

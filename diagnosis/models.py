@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
+from django.db.models.functions import Lower, Trim
+from django.utils import timezone
+from simple_history.models import HistoricalRecords
 
 CLINICIANS_GROUP = "clinicians"
 
@@ -14,7 +17,10 @@ class Patient(models.Model):
         OTHER = "O", "Other"
         UNKNOWN = "U", "Unknown"
 
-    identifier = models.CharField(max_length=64, unique=True, help_text="Hospital or study identifier.")
+    identifier = models.CharField(
+        max_length=64,
+        help_text="Hospital or study identifier; unique whatever its case.",
+    )
     name = models.CharField(max_length=200, blank=True)
     birth_date = models.DateField(null=True, blank=True)
     sex = models.CharField(max_length=1, choices=Sex.choices, blank=True)
@@ -23,16 +29,30 @@ class Patient(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["identifier"]
         constraints = [
             models.CheckConstraint(condition=~Q(identifier=""), name="patient_identifier_not_empty"),
+            models.CheckConstraint(
+                condition=Q(identifier=Trim("identifier")), name="patient_identifier_trimmed"
+            ),
+            models.UniqueConstraint(
+                Lower("identifier"),
+                name="patient_identifier_unique_ci",
+                violation_error_message="A patient with this identifier already exists.",
+            ),
         ]
         indexes = [models.Index(fields=["created_by", "created_at"])]
 
     def __str__(self) -> str:
         return self.identifier
+
+    @staticmethod
+    def normalise_identifier(identifier: str) -> str:
+        """The one rule for identifiers: surrounding spaces go; case is kept but never tells two apart."""
+        return (identifier or "").strip()
 
 
 class Case(models.Model):
@@ -48,6 +68,7 @@ class Case(models.Model):
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-created_at"]
@@ -95,6 +116,7 @@ class Scan(models.Model):
     note = models.CharField(
         max_length=255, blank=True, help_text="How the image was read, e.g. the frame used."
     )
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-uploaded_at"]
@@ -161,6 +183,7 @@ class Prediction(models.Model):
     claimed_pid = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-queued_at"]
@@ -203,6 +226,7 @@ class PredictionLevel(models.Model):
     grade = models.PositiveSmallIntegerField(help_text="Pfirrmann grade 1-5.")
     grade_probabilities = models.JSONField(help_text="Probability of each grade, 1 to 5.")
     degenerated_probability = models.FloatField(help_text="Probability of grade 3 or more.")
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["prediction", "level"]
@@ -232,21 +256,109 @@ class PredictionLevel(models.Model):
         return self.box[3] - self.box[1]
 
 
-class Review(models.Model):
-    class Decision(models.TextChoices):
-        AGREE = "agree", "Agree"
-        OVERRIDE = "override", "Override"
+class Referral(models.Model):
+    """A case shown to another clinician for a second opinion, until the owner withdraws it."""
 
-    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="review")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
-    decision = models.CharField(max_length=10, choices=Decision.choices)
-    final_label = models.CharField(max_length=14, choices=Prediction.Label.choices)
-    comment = models.TextField(blank=True)
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="referrals")
+    clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="referrals_received"
+    )
+    referred_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="referrals_made"
+    )
+    note = models.TextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(auto_now_add=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            models.UniqueConstraint(
+                fields=["case", "clinician"],
+                condition=Q(withdrawn_at__isnull=True),
+                name="referral_one_active_per_clinician",
+            ),
+            models.CheckConstraint(
+                condition=Q(withdrawn_at__isnull=True, withdrawn_by__isnull=True)
+                | Q(withdrawn_at__isnull=False, withdrawn_by__isnull=False),
+                name="referral_withdrawn_by_whom",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Referral of case {self.case_id} to {self.clinician}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.withdrawn_at is None
+
+
+class ReviewQuerySet(models.QuerySet):
+    def current(self) -> ReviewQuerySet:
+        """The latest version of each reviewer's review or opinion of a prediction; amended ones drop out."""
+        newer = Review.objects.filter(
+            prediction=OuterRef("prediction"),
+            kind=OuterRef("kind"),
+            reviewer=OuterRef("reviewer"),
+            version__gt=OuterRef("version"),
+        )
+        return self.filter(~Exists(newer))
+
+
+class Review(models.Model):
+    """A clinician's reading of a prediction. Never edited: an amendment is a new version by the same
+    author. The case's review is the owner's (or staff's); a referred clinician's is a second opinion."""
+
+    class Decision(models.TextChoices):
+        AGREE = "agree", "Agree"
+        OVERRIDE = "override", "Override"
+
+    class Kind(models.TextChoices):
+        REVIEW = "review", "Review"
+        SECOND_OPINION = "second_opinion", "Second opinion"
+
+    prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews")
+    kind = models.CharField(max_length=14, choices=Kind.choices, default=Kind.REVIEW)
+    version = models.PositiveIntegerField(default=1)
+    # RESTRICT, not PROTECT: a referral goes only with its whole case, opinions included.
+    referral = models.ForeignKey(
+        Referral,
+        on_delete=models.RESTRICT,
+        null=True,
+        blank=True,
+        related_name="opinions",
+        help_text="The referral a second opinion was given under.",
+    )
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    final_label = models.CharField(max_length=14, choices=Prediction.Label.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    history = HistoricalRecords()
+
+    objects = ReviewQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-version"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["prediction", "version"],
+                condition=Q(kind="review"),
+                name="review_one_chain_per_prediction",
+            ),
+            models.UniqueConstraint(
+                fields=["prediction", "kind", "reviewer", "version"], name="review_version_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(kind="review", referral__isnull=True)
+                | Q(kind="second_opinion", referral__isnull=False),
+                name="review_second_opinion_has_referral",
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="review_version_positive"),
             models.CheckConstraint(
                 condition=Q(decision__in=["agree", "override"]), name="review_decision_valid"
             ),
@@ -257,4 +369,44 @@ class Review(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Review of prediction {self.prediction_id}: {self.decision}"
+        return (
+            f"{self.get_kind_display()} v{self.version} of prediction {self.prediction_id}: {self.decision}"
+        )
+
+
+class AccessEvent(models.Model):
+    """Who looked at or downloaded which patient data, and when. Written only by
+    diagnosis.services.history.access_record; never changed. The case and patient are kept by id even if
+    the record is later deleted (no database constraint), so the log outlives what it points to."""
+
+    class Action(models.TextChoices):
+        VIEW_CASE = "view_case", "Viewed the case"
+        VIEW_HISTORY = "view_history", "Viewed the case history"
+        VIEW_SCAN = "view_scan", "Viewed a scan"
+        VIEW_PREDICTION = "view_prediction", "Viewed a prediction"
+        DOWNLOAD_SCAN = "download_scan", "Downloaded a scan file"
+        VIEW_HEATMAP = "view_heatmap", "Viewed a heatmap"
+        DOWNLOAD_REPORT = "download_report", "Downloaded a report"
+        VIEW_PATIENT = "view_patient", "Viewed the patient"
+        SEARCH_PATIENTS = "search_patients", "Searched patients"
+        LOOKUP_PATIENT = "lookup_patient", "Looked up a patient by identifier"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="accesses")
+    action = models.CharField(max_length=20, choices=Action.choices)
+    case = models.ForeignKey(
+        Case, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    patient = models.ForeignKey(
+        Patient, on_delete=models.DO_NOTHING, db_constraint=False, null=True, blank=True, related_name="+"
+    )
+    object_type = models.CharField(max_length=32, blank=True, help_text="What was opened: scan, prediction…")
+    object_id = models.PositiveBigIntegerField(null=True, blank=True)
+    detail = models.CharField(max_length=255, blank=True, help_text="e.g. the identifier looked up.")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["case", "at"]), models.Index(fields=["user", "at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.get_action_display().lower()} at {self.at:%Y-%m-%d %H:%M}"

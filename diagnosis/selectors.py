@@ -1,13 +1,30 @@
-"""Every read, scoped to what the requesting user may see: staff see everything, a clinician sees
-the cases they own and what hangs off them, anyone else sees nothing."""
+"""Every read, scoped to what the requesting user may see: staff see everything, a clinician sees the
+cases they own or are referred (until the referral is withdrawn) and what hangs off them, anyone else sees
+nothing."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
+from django.utils import timezone
 
 from diagnosis.errors import NotFound
-from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, Scan
+from diagnosis.models import (
+    CLINICIANS_GROUP,
+    AccessEvent,
+    Case,
+    Patient,
+    Prediction,
+    PredictionLevel,
+    Referral,
+    Review,
+    Scan,
+)
 
 
 def user_is_clinician(user: AbstractBaseUser) -> bool:
@@ -20,12 +37,20 @@ def user_sees_everything(user: AbstractBaseUser) -> bool:
     return bool(user.is_authenticated and user.is_active and user.is_staff)
 
 
-def _scoped(queryset: QuerySet, user: AbstractBaseUser, owner_path: str) -> QuerySet:
+def _referred_cases(user: AbstractBaseUser) -> QuerySet:
+    return Referral.objects.filter(clinician=user, withdrawn_at__isnull=True).values("case")
+
+
+def _scoped(queryset: QuerySet, user: AbstractBaseUser, case_path: str) -> QuerySet:
+    """`case_path` leads from the rows to their case ("" for cases themselves)."""
     if user_sees_everything(user):
         return queryset
     if not user_is_clinician(user):
         return queryset.none()
-    return queryset.filter(**{owner_path: user})
+    prefix = f"{case_path}__" if case_path else ""
+    return queryset.filter(
+        Q(**{f"{prefix}owner": user}) | Q(**{f"{case_path or 'pk'}__in": _referred_cases(user)})
+    )
 
 
 def _get(queryset: QuerySet, pk: int, what: str):
@@ -40,7 +65,9 @@ def patient_list(*, user: AbstractBaseUser, search: str = "") -> QuerySet[Patien
     if not user_sees_everything(user):
         if not user_is_clinician(user):
             return queryset.none()
-        queryset = queryset.filter(Q(created_by=user) | Q(cases__owner=user)).distinct()
+        queryset = queryset.filter(
+            Q(created_by=user) | Q(cases__owner=user) | Q(cases__in=_referred_cases(user))
+        ).distinct()
     return patient_search(queryset=queryset, search=search) if search else queryset
 
 
@@ -54,7 +81,13 @@ def patient_get(*, user: AbstractBaseUser, pk: int) -> Patient:
 
 
 def case_list(*, user: AbstractBaseUser) -> QuerySet[Case]:
-    return _scoped(Case.objects.select_related("patient", "owner"), user, "owner")
+    return _scoped(Case.objects.select_related("patient", "owner"), user, "")
+
+
+def case_list_owned(*, user: AbstractBaseUser) -> QuerySet[Case]:
+    """A clinician's own cases, without those referred to them; staff's list is every case."""
+    cases = case_list(user=user)
+    return cases if user_sees_everything(user) else cases.filter(owner=user)
 
 
 def case_get(*, user: AbstractBaseUser, pk: int) -> Case:
@@ -62,7 +95,7 @@ def case_get(*, user: AbstractBaseUser, pk: int) -> Case:
 
 
 def scan_list(*, user: AbstractBaseUser) -> QuerySet[Scan]:
-    return _scoped(Scan.objects.select_related("case", "case__patient"), user, "case__owner")
+    return _scoped(Scan.objects.select_related("case", "case__patient"), user, "case")
 
 
 def scan_get(*, user: AbstractBaseUser, pk: int) -> Scan:
@@ -73,8 +106,174 @@ def prediction_list(*, user: AbstractBaseUser) -> QuerySet[Prediction]:
     queryset = Prediction.objects.select_related(
         "scan", "scan__case", "scan__case__patient", "model_version"
     ).prefetch_related("levels")
-    return _scoped(queryset, user, "scan__case__owner")
+    return _scoped(queryset, user, "scan__case")
 
 
 def prediction_get(*, user: AbstractBaseUser, pk: int) -> Prediction:
     return _get(prediction_list(user=user), pk, "Prediction")
+
+
+def patient_find(*, identifier: str) -> Patient | None:
+    """The patient registered under this exact identifier, whatever its case and surrounding spaces, among
+    all patients: only the open-a-case-for-this-identifier flow asks, and it records the lookup."""
+    identifier = Patient.normalise_identifier(identifier)
+    return Patient.objects.filter(identifier__iexact=identifier).first() if identifier else None
+
+
+def referral_active(*, user: AbstractBaseUser, case: Case) -> Referral | None:
+    return Referral.objects.filter(case=case, clinician=user, withdrawn_at__isnull=True).first()
+
+
+def referral_list(*, user: AbstractBaseUser, case: Case) -> QuerySet[Referral]:
+    """A case's referrals, withdrawn ones included: all of them for its owner and staff, their own for a
+    referred clinician. `case` comes from case_get, so the user already sees it."""
+    referrals = Referral.objects.filter(case=case).select_related("clinician", "referred_by", "withdrawn_by")
+    if user_sees_everything(user) or case.owner_id == user.pk:
+        return referrals
+    return referrals.filter(clinician=user)
+
+
+def referral_get(*, user: AbstractBaseUser, case: Case, pk: int) -> Referral:
+    return _get(referral_list(user=user, case=case), pk, "Referral")
+
+
+def referral_list_received(*, user: AbstractBaseUser) -> QuerySet[Referral]:
+    """The active referrals made to this clinician, for their worklist."""
+    return Referral.objects.filter(clinician=user, withdrawn_at__isnull=True).select_related(
+        "case", "case__patient", "referred_by"
+    )
+
+
+@dataclass(frozen=True)
+class Opinions:
+    """A prediction's readings: the case's current review, its earlier versions (newest first), and the
+    current second opinion of each referred clinician."""
+
+    review: Review | None
+    earlier_versions: list[Review]
+    second_opinions: list[Review]
+
+
+def prediction_opinions(prediction: Prediction) -> Opinions:
+    """From `prediction.reviews` (prefetch `reviews__reviewer` for lists)."""
+    reviews = sorted(prediction.reviews.all(), key=lambda review: review.version, reverse=True)
+    chain = [review for review in reviews if review.kind == Review.Kind.REVIEW]
+    latest_opinions: dict[int, Review] = {}
+    for review in reviews:
+        if review.kind == Review.Kind.SECOND_OPINION:
+            latest_opinions.setdefault(review.reviewer_id, review)
+    return Opinions(
+        review=chain[0] if chain else None,
+        earlier_versions=chain[1:],
+        second_opinions=sorted(latest_opinions.values(), key=lambda review: review.created_at),
+    )
+
+
+# The case history: every recorded change to the case and what hangs off it, and every access to it.
+
+HISTORY_VERBS = {"+": "created", "~": "changed", "-": "deleted"}
+# Bookkeeping that changes on every save or every worker claim, not a clinical fact.
+HISTORY_QUIET_FIELDS = ["updated_at", "dispatched_at", "claimed_by", "claimed_pid"]
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: str
+    new: str
+
+
+@dataclass
+class HistoryEntry:
+    at: datetime
+    user: str
+    kind: str  # "change" or "access"
+    object_type: str
+    object_id: int | None
+    action: str
+    summary: str
+    record: Model | None = field(default=None, repr=False)
+
+    @cached_property
+    def changes(self) -> list[FieldChange]:
+        """What a change altered, field by field (the earlier version is read only when asked for)."""
+        if self.record is None or self.record.history_type != "~" or self.record.prev_record is None:
+            return []
+        delta = self.record.diff_against(self.record.prev_record, excluded_fields=HISTORY_QUIET_FIELDS)
+        model = self.record.instance_type
+        return [
+            FieldChange(
+                change.field, _shown(model, change.field, change.old), _shown(model, change.field, change.new)
+            )
+            for change in delta.changes
+        ]
+
+
+def _shown(model: type[Model], field_name: str, value) -> str:
+    """A value as a person reads it: users by name, times in the current time zone, long texts cut."""
+    if value is None or value == "":
+        return ""
+    if isinstance(value, datetime):
+        return timezone.localtime(value).strftime("%Y-%m-%d %H:%M:%S %Z")
+    if model._meta.get_field(field_name).related_model is get_user_model():
+        user = get_user_model().objects.filter(pk=value).first()
+        return user.get_username() if user else str(value)
+    text = str(value)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _username(user) -> str:
+    return user.get_username() if user is not None else "system"
+
+
+def _change_summary(object_type: str, record) -> str:
+    verb = HISTORY_VERBS[record.history_type]
+    if object_type == "review":
+        return f"{record.get_kind_display()} {record.id} (version {record.version}) {verb}"
+    if object_type == "referral" and record.withdrawn_at and record.history_type == "~":
+        return f"Referral {record.id} withdrawn"
+    return f"{object_type.capitalize()} {record.id} {verb}"
+
+
+def case_history(*, case: Case) -> list[HistoryEntry]:
+    """Newest first. `case` comes from case_get, so the user already sees it. Deleted scans and
+    predictions are still found through their own history."""
+    scan_ids = set(Scan.history.filter(case_id=case.pk).values_list("id", flat=True))
+    prediction_ids = set(Prediction.history.filter(scan_id__in=scan_ids).values_list("id", flat=True))
+    sources = [
+        ("patient", Patient.history.filter(id=case.patient_id)),
+        ("case", Case.history.filter(id=case.pk)),
+        ("scan", Scan.history.filter(case_id=case.pk)),
+        ("prediction", Prediction.history.filter(scan_id__in=scan_ids)),
+        ("prediction level", PredictionLevel.history.filter(prediction_id__in=prediction_ids)),
+        ("review", Review.history.filter(prediction_id__in=prediction_ids)),
+        ("referral", Referral.history.filter(case_id=case.pk)),
+    ]
+    entries = [
+        HistoryEntry(
+            at=record.history_date,
+            user=_username(record.history_user),
+            kind="change",
+            object_type=object_type,
+            object_id=record.id,
+            action=HISTORY_VERBS[record.history_type],
+            summary=_change_summary(object_type, record),
+            record=record,
+        )
+        for object_type, records in sources
+        for record in records.select_related("history_user")
+    ]
+    entries += [
+        HistoryEntry(
+            at=event.at,
+            user=_username(event.user),
+            kind="access",
+            object_type=event.object_type,
+            object_id=event.object_id,
+            action=event.action,
+            summary=event.get_action_display()
+            + (f" ({event.object_type} {event.object_id})" if event.object_type not in ("", "case") else ""),
+        )
+        for event in AccessEvent.objects.filter(case_id=case.pk).select_related("user")
+    ]
+    return sorted(entries, key=lambda entry: entry.at, reverse=True)

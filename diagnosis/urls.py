@@ -1,6 +1,6 @@
 from django.urls import path
 
-from diagnosis import views
+from diagnosis import views, views_sharing
 
 app_name = "diagnosis"
 
@@ -11,7 +11,15 @@ urlpatterns = [
     path("patients/<id:pk>/", views.patient_detail_page, name="patient-detail"),
     path("patients/<id:pk>/edit/", views.patient_edit_page, name="patient-edit"),
     path("patients/<id:pk>/cases/new/", views.case_create_page, name="case-create"),
+    path("cases/new/", views_sharing.case_open_by_identifier_page, name="case-open-by-identifier"),
     path("cases/<id:pk>/", views.case_detail_page, name="case-detail"),
+    path("cases/<id:pk>/history/", views_sharing.case_history_page, name="case-history"),
+    path("cases/<id:pk>/referrals/", views_sharing.case_refer, name="case-refer"),
+    path(
+        "cases/<id:pk>/referrals/<id:referral_id>/withdraw/",
+        views_sharing.referral_withdraw_page,
+        name="referral-withdraw",
+    ),
     path("cases/<id:pk>/edit/", views.case_edit_page, name="case-edit"),
     path("cases/<id:pk>/upload/", views.case_upload, name="case-upload"),
     path("cases/<id:pk>/status.json", views.case_status, name="case-status"),

@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 from functools import wraps
+from itertools import islice
 from pathlib import Path
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -22,21 +24,35 @@ from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
 from diagnosis.errors import ApplicationError, NotFound, PermissionDenied
-from diagnosis.forms import CaseCreateForm, CaseEditForm, PatientForm, RerunForm, ReviewForm
+from diagnosis.forms import (
+    CaseCreateForm,
+    CaseEditForm,
+    PatientForm,
+    ReferralForm,
+    RerunForm,
+    ReviewForm,
+)
 from diagnosis.imaging import ImageRejected, load_model_view
-from diagnosis.models import Case, Prediction, Review, Scan
+from diagnosis.models import AccessEvent, Case, Prediction, Review, Scan
 from diagnosis.selectors import (
     case_get,
+    case_history,
     case_list,
+    case_list_owned,
     patient_get,
     patient_list,
     prediction_get,
     prediction_list,
+    prediction_opinions,
+    referral_list,
+    referral_list_received,
     scan_get,
     scan_list,
 )
+from diagnosis.services.access import case_referral_of, ensure_can_change_case, ensure_can_change_patient
 from diagnosis.services.cases import case_create, case_update
-from diagnosis.services.patients import patient_create, patient_update
+from diagnosis.services.history import access_record
+from diagnosis.services.patients import IDENTIFIER_TAKEN, patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
 from diagnosis.services.scans import scan_upload
@@ -87,23 +103,26 @@ def _file_response(field_file: FieldFile, content_type: str, filename: str, as_a
     return response
 
 
-def scan_file_response(scan: Scan) -> FileResponse:
+def scan_file_response(scan: Scan, *, user, action: str = AccessEvent.Action.DOWNLOAD_SCAN) -> FileResponse:
+    """The stored file, its access logged: pages and the API both serve scans through here."""
+    access_record(user=user, obj=scan, action=action)
     is_dicom = scan.format == Scan.Format.DICOM
     # The uploaded name with the stored file's extension: a JPEG upload is stored as a PNG.
     filename = f"{Path(scan.original_name).stem or 'scan'}{Path(scan.file.name).suffix}"
     return _file_response(scan.file, SCAN_CONTENT_TYPES[scan.format], filename, as_attachment=is_dicom)
 
 
-def heatmap_response(prediction: Prediction) -> FileResponse:
+def heatmap_response(prediction: Prediction, *, user) -> FileResponse:
     if not prediction.heatmap:
         raise Http404("This prediction has no heatmap yet.")
+    access_record(user=user, obj=prediction, action=AccessEvent.Action.VIEW_HEATMAP)
     return _file_response(prediction.heatmap, "image/png", f"prediction-{prediction.pk}-heatmap.png")
 
 
 @require_GET
 @clinician_page
 def scan_file(request: HttpRequest, pk: int) -> HttpResponse:
-    return scan_file_response(scan_get(user=request.user, pk=pk))
+    return scan_file_response(scan_get(user=request.user, pk=pk), user=request.user)
 
 
 @require_GET
@@ -112,7 +131,8 @@ def scan_preview(request: HttpRequest, pk: int) -> HttpResponse:
     """Browsers cannot show DICOM, so its view is rendered as PNG; other formats are served as stored."""
     scan = scan_get(user=request.user, pk=pk)
     if scan.format != Scan.Format.DICOM:
-        return scan_file_response(scan)
+        return scan_file_response(scan, user=request.user, action=AccessEvent.Action.VIEW_SCAN)
+    access_record(user=request.user, obj=scan, action=AccessEvent.Action.VIEW_SCAN)
     try:
         with scan.file.open("rb") as handle:
             view = load_model_view(handle.read())
@@ -126,7 +146,7 @@ def scan_preview(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @clinician_page
 def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
-    return heatmap_response(prediction_get(user=request.user, pk=pk))
+    return heatmap_response(prediction_get(user=request.user, pk=pk), user=request.user)
 
 
 # Worklist ------------------------------------------------------------------------------------------------
@@ -135,9 +155,13 @@ def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @clinician_page
 def worklist(request: HttpRequest) -> HttpResponse:
-    open_cases = case_list(user=request.user).exclude(status=Case.Status.CLOSED)
-    predictions = prediction_list(user=request.user).exclude(scan__case__status=Case.Status.CLOSED)
-    waiting = predictions.filter(status=Prediction.Status.DONE, review__isnull=True).order_by("finished_at")
+    open_cases = case_list_owned(user=request.user).exclude(status=Case.Status.CLOSED)
+    predictions = prediction_list(user=request.user).filter(scan__case__in=open_cases)
+    waiting = (
+        predictions.filter(status=Prediction.Status.DONE)
+        .exclude(reviews__kind=Review.Kind.REVIEW)
+        .order_by("finished_at")
+    )
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
     counts = {
         "open_cases": open_cases.count(),
@@ -147,7 +171,13 @@ def worklist(request: HttpRequest) -> HttpResponse:
         ).count(),
         "failed": failures.count(),
     }
-    context = {"cases": open_cases[:50], "waiting": waiting[:50], "failures": failures[:20], "counts": counts}
+    context = {
+        "cases": open_cases[:50],
+        "waiting": waiting[:50],
+        "failures": failures[:20],
+        "counts": counts,
+        "referred": referral_list_received(user=request.user)[:50],
+    }
     return render(request, "diagnosis/worklist.html", context)
 
 
@@ -158,6 +188,8 @@ def worklist(request: HttpRequest) -> HttpResponse:
 @clinician_page
 def patient_list_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
+    if query:
+        access_record(user=request.user, obj=None, action=AccessEvent.Action.SEARCH_PATIENTS, detail=query)
     patients = (
         patient_list(user=request.user, search=query)
         .annotate(case_count=Count("cases", distinct=True))
@@ -173,12 +205,20 @@ def patient_create_page(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and (patient := form.submit(patient_create, user=request.user)):
         messages.success(request, f"Patient {patient.identifier} registered.")
         return redirect("diagnosis:patient-detail", pk=patient.pk)
-    return _render_form(request, form, title="New patient", submit="Register patient")
+    next_step = None
+    if IDENTIFIER_TAKEN in form.errors.get("identifier", []):
+        query = urlencode({"identifier": form.data.get("identifier", "").strip()})
+        next_step = (
+            f"{reverse('diagnosis:case-open-by-identifier')}?{query}",
+            "Open a case for this identifier",
+        )
+    return _render_form(request, form, title="New patient", submit="Register patient", next_step=next_step)
 
 
 @clinician_page
 def patient_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
     patient = patient_get(user=request.user, pk=pk)
+    ensure_can_change_patient(request.user, patient)
     form = PatientForm(request.POST) if request.method == "POST" else PatientForm.for_patient(patient)
     if request.method == "POST" and form.submit(patient_update, user=request.user, patient=patient):
         messages.success(request, "Patient details saved.")
@@ -191,13 +231,29 @@ def patient_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
 @clinician_page
 def patient_detail_page(request: HttpRequest, pk: int) -> HttpResponse:
     patient = patient_get(user=request.user, pk=pk)
+    access_record(user=request.user, obj=patient, action=AccessEvent.Action.VIEW_PATIENT)
     cases = case_list(user=request.user).filter(patient=patient).annotate(scan_count=Count("scans"))
-    context = {"patient": patient, "cases": cases, "form": CaseCreateForm()}
+    try:
+        ensure_can_change_patient(request.user, patient)
+        can_edit = True
+    except PermissionDenied:
+        can_edit = False
+    context = {"patient": patient, "cases": cases, "form": CaseCreateForm(), "can_edit": can_edit}
     return render(request, "diagnosis/patient_detail.html", context)
 
 
-def _render_form(request, form, *, title: str, submit: str, back: str = "", status: int | None = None):
-    context = {"form": form, "title": title, "submit": submit, "back": back}
+def _render_form(
+    request,
+    form,
+    *,
+    title: str,
+    submit: str,
+    back: str = "",
+    status: int | None = None,
+    next_step: tuple[str, str] | None = None,
+):
+    """`next_step` is a (url, text) link shown under the form, where the errors point somewhere else."""
+    context = {"form": form, "title": title, "submit": submit, "back": back, "next_step": next_step}
     if status is None:
         status = 400 if form.is_bound and form.errors else 200
     return render(request, "diagnosis/form.html", context, status=status)
@@ -222,6 +278,7 @@ def case_create_page(request: HttpRequest, pk: int) -> HttpResponse:
 @clinician_page
 def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
     case = case_get(user=request.user, pk=pk)
+    ensure_can_change_case(request.user, case)
     initial = {"status": case.status, "clinical_question": case.clinical_question, "notes": case.notes}
     form = CaseEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.submit(case_update, user=request.user, case=case):
@@ -232,9 +289,9 @@ def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _case_scans(user, case: Case):
-    predictions = Prediction.objects.select_related(
-        "model_version", "requested_model", "review__reviewer"
-    ).prefetch_related("levels")
+    predictions = Prediction.objects.select_related("model_version", "requested_model").prefetch_related(
+        "reviews__reviewer", "levels"
+    )
     return (
         scan_list(user=user)
         .filter(case=case)
@@ -242,8 +299,24 @@ def _case_scans(user, case: Case):
     )
 
 
-def _render_case(request: HttpRequest, case: Case, *, bound_forms: dict | None = None, status: int = 200):
+def _my_opinion(opinions, user) -> Review | None:
+    """The user's own current reading of a prediction: the case review if theirs, else their opinion."""
+    if opinions.review is not None and opinions.review.reviewer_id == user.pk:
+        return opinions.review
+    return next((review for review in opinions.second_opinions if review.reviewer_id == user.pk), None)
+
+
+def _render_case(
+    request: HttpRequest,
+    case: Case,
+    *,
+    bound_forms: dict | None = None,
+    status: int = 200,
+    referral_form: ReferralForm | None = None,
+):
     bound_forms = bound_forms or {}
+    # The owner and staff change the case; a referred clinician sees it and gives their own opinion.
+    referral = case_referral_of(request.user, case)
     scans = list(_case_scans(request.user, case))
     for scan in scans:
         # The boxes drawn on the image: the newest finished prediction that located the levels.
@@ -252,6 +325,13 @@ def _render_case(request: HttpRequest, case: Case, *, bound_forms: dict | None =
         )
         scan.box_font_size = max(12, round(max(scan.width, scan.height) / 30))
         for prediction in scan.predictions.all():
+            prediction.opinions = prediction_opinions(prediction)
+            prediction.my_opinion = _my_opinion(prediction.opinions, request.user)
+            # Only its author amends a review: nobody else gets a form for it.
+            review = prediction.opinions.review
+            prediction.can_review = (
+                referral is not None or review is None or review.reviewer_id == request.user.pk
+            )
             prediction.review_form = bound_forms.get(("review", prediction.pk)) or ReviewForm(
                 prefix=f"review-{prediction.pk}"
             )
@@ -264,19 +344,33 @@ def _render_case(request: HttpRequest, case: Case, *, bound_forms: dict | None =
     context = {
         "case": case,
         "scans": scans,
+        "referral": referral,
+        "can_change": referral is None,
         "max_upload_mb": settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024),
     }
+    if template == "diagnosis/case_detail.html":
+        context["referrals"] = referral_list(user=request.user, case=case)
+        context["referral_form"] = referral_form or ReferralForm()
+        changes = (entry for entry in case_history(case=case) if entry.kind == "change")
+        context["timeline"] = list(islice(changes, CASE_PAGE_TIMELINE))
     return render(request, template, context, status=status)
+
+
+# The case page shows the latest changes; the history page has them all, and every view and download.
+CASE_PAGE_TIMELINE = 10
 
 
 @require_GET
 @clinician_page
 def case_detail_page(request: HttpRequest, pk: int) -> HttpResponse:
-    return _render_case(request, case_get(user=request.user, pk=pk))
+    case = case_get(user=request.user, pk=pk)
+    if request.GET.get("partial") != "scans":
+        access_record(user=request.user, obj=case, action=AccessEvent.Action.VIEW_CASE)
+    return _render_case(request, case)
 
 
 def _prediction_state(prediction: Prediction) -> dict:
-    review = getattr(prediction, "review", None)
+    review = prediction_opinions(prediction).review
     return {
         "id": prediction.pk,
         "scan": prediction.scan_id,
@@ -312,7 +406,8 @@ def case_status(request: HttpRequest, pk: int) -> JsonResponse:
     predictions = (
         prediction_list(user=request.user)
         .filter(scan__case=case)
-        .select_related("requested_model", "review__reviewer")
+        .select_related("requested_model")
+        .prefetch_related("reviews__reviewer")
         .order_by("-queued_at")
     )
     data = {
@@ -380,7 +475,8 @@ def prediction_review(request: HttpRequest, pk: int) -> HttpResponse:
     prediction = prediction_get(user=request.user, pk=pk)
     form = ReviewForm(request.POST, prefix=f"review-{prediction.pk}")
     if review := form.submit(review_create, user=request.user, prediction=prediction):
-        messages.success(request, f"Review saved: {review.get_decision_display().lower()}.")
+        what = "Opinion" if review.kind == Review.Kind.SECOND_OPINION else "Review"
+        messages.success(request, f"{what} saved: {review.get_decision_display().lower()}.")
         return redirect(_case_anchor(prediction))
     return _render_case(
         request, prediction.scan.case, bound_forms={("review", prediction.pk): form}, status=400
@@ -447,9 +543,10 @@ def model_list_page(request: HttpRequest, pk: int | None = None) -> HttpResponse
     versions = list(ModelVersion.objects.order_by("-is_active", "name"))
     stats = {
         row["prediction__model_version"]: row
-        for row in Review.objects.values("prediction__model_version").annotate(
-            reviews=Count("id"), overrides=Count("id", filter=Q(decision=Review.Decision.OVERRIDE))
-        )
+        for row in Review.objects.current()
+        .filter(kind=Review.Kind.REVIEW)
+        .values("prediction__model_version")
+        .annotate(reviews=Count("id"), overrides=Count("id", filter=Q(decision=Review.Decision.OVERRIDE)))
     }
     for version in versions:
         row = stats.get(version.pk, {"reviews": 0, "overrides": 0})

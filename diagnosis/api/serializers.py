@@ -6,7 +6,8 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from diagnosis.models import Case, Patient, Prediction, PredictionLevel, Review, Scan
+from diagnosis.models import Case, Patient, Prediction, PredictionLevel, Referral, Review, Scan
+from diagnosis.selectors import prediction_opinions
 from ml.models import ModelVersion
 
 
@@ -81,7 +82,17 @@ class ReviewOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Review
-        fields = ["id", "prediction", "reviewer", "decision", "final_label", "comment", "created_at"]
+        fields = [
+            "id",
+            "prediction",
+            "reviewer",
+            "kind",
+            "version",
+            "decision",
+            "final_label",
+            "comment",
+            "created_at",
+        ]
 
 
 class PredictionLevelSerializer(serializers.ModelSerializer):
@@ -103,6 +114,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     requested_model = ModelVersionRefSerializer(allow_null=True)
     heatmap_url = serializers.SerializerMethodField()
     review = serializers.SerializerMethodField()
+    second_opinions = serializers.SerializerMethodField()
 
     class Meta:
         model = Prediction
@@ -125,6 +137,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "finished_at",
             "heatmap_url",
             "review",
+            "second_opinions",
         ]
 
     @extend_schema_field(serializers.CharField(allow_null=True))
@@ -135,8 +148,14 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
 
     @extend_schema_field(ReviewOutputSerializer(allow_null=True))
     def get_review(self, prediction: Prediction) -> dict | None:
-        review = getattr(prediction, "review", None)
+        """The case's current review: the latest version; earlier ones are in the case history."""
+        review = prediction_opinions(prediction).review
         return ReviewOutputSerializer(review).data if review else None
+
+    @extend_schema_field(ReviewOutputSerializer(many=True))
+    def get_second_opinions(self, prediction: Prediction) -> list[dict]:
+        """Each referred clinician's current opinion."""
+        return ReviewOutputSerializer(prediction_opinions(prediction).second_opinions, many=True).data
 
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")
@@ -179,3 +198,41 @@ class ScanUploadOutputSerializer(ScanOutputSerializer):
 
     class Meta(ScanOutputSerializer.Meta):
         fields = [*ScanOutputSerializer.Meta.fields, "prediction"]
+
+
+class ReferralOutputSerializer(serializers.ModelSerializer):
+    clinician = serializers.CharField(source="clinician.get_username")
+    referred_by = serializers.CharField(source="referred_by.get_username")
+    withdrawn_by = serializers.CharField(source="withdrawn_by.get_username", allow_null=True, default=None)
+    is_active = serializers.BooleanField()
+
+    class Meta:
+        model = Referral
+        fields = [
+            "id",
+            "case",
+            "clinician",
+            "referred_by",
+            "note",
+            "created_at",
+            "is_active",
+            "withdrawn_at",
+            "withdrawn_by",
+        ]
+
+
+class FieldChangeSerializer(serializers.Serializer):
+    field = serializers.CharField()
+    old = serializers.CharField()
+    new = serializers.CharField()
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    user = serializers.CharField(help_text="Who; 'system' for the worker.")
+    kind = serializers.ChoiceField(choices=["change", "access"])
+    object_type = serializers.CharField(help_text="case, scan, prediction, review, referral, patient…")
+    object_id = serializers.IntegerField(allow_null=True)
+    action = serializers.CharField(help_text="created, changed, deleted, or the access (view_case, …).")
+    summary = serializers.CharField()
+    changes = FieldChangeSerializer(many=True, help_text="For a change: each field's old and new value.")

@@ -3,7 +3,7 @@ from csp.decorators import csp_replace
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from diagnosis.api import views
+from diagnosis.api import sharing, views
 
 app_name = "api"
 
@@ -16,6 +16,13 @@ urlpatterns = [
     path("v1/cases/", views.CaseListApi.as_view(), name="case-list"),
     path("v1/cases/<id:pk>/", views.CaseDetailApi.as_view(), name="case-detail"),
     path("v1/cases/<id:pk>/scans/", views.CaseScanListApi.as_view(), name="case-scans"),
+    path("v1/cases/<id:pk>/history/", sharing.CaseHistoryApi.as_view(), name="case-history"),
+    path("v1/cases/<id:pk>/referrals/", sharing.CaseReferralListApi.as_view(), name="case-referrals"),
+    path(
+        "v1/cases/<id:pk>/referrals/<id:referral_id>/",
+        sharing.CaseReferralDetailApi.as_view(),
+        name="case-referral-detail",
+    ),
     path("v1/scans/<id:pk>/", views.ScanDetailApi.as_view(), name="scan-detail"),
     path("v1/scans/<id:pk>/file", views.ScanFileApi.as_view(), name="scan-file"),
     path("v1/predictions/", views.PredictionListApi.as_view(), name="prediction-list"),

@@ -38,8 +38,8 @@ from diagnosis.api.serializers import (
     ScanOutputSerializer,
     ScanUploadOutputSerializer,
 )
-from diagnosis.errors import NotFound
-from diagnosis.models import Case, Patient, Prediction, Review
+from diagnosis.errors import ApplicationError, NotFound
+from diagnosis.models import AccessEvent, Case, Patient, Prediction, Review
 from diagnosis.selectors import (
     case_get,
     case_list,
@@ -51,8 +51,9 @@ from diagnosis.selectors import (
     scan_list,
 )
 from diagnosis.services.accounts import token_create, token_revoke, token_revoke_all
-from diagnosis.services.cases import case_create, case_update
+from diagnosis.services.cases import case_create, case_create_for_identifier, case_update
 from diagnosis.services.database import once_more_on_a_fresh_connection
+from diagnosis.services.history import access_record
 from diagnosis.services.patients import patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
@@ -192,6 +193,10 @@ class PatientListApi(ListApi):
 
     @extend_schema(responses={200: PatientOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
+        if search := request.query_params.get("search", "").strip()[:100]:
+            access_record(
+                user=request.user, obj=None, action=AccessEvent.Action.SEARCH_PATIENTS, detail=search
+            )
         return self.list_response(request, patient_list(user=request.user))
 
     @extend_schema(
@@ -205,7 +210,9 @@ class PatientListApi(ListApi):
 class PatientDetailApi(APIView):
     @extend_schema(responses={200: PatientOutputSerializer, **errors(401, 404)})
     def get(self, request: Request, pk: int) -> Response:
-        return Response(PatientOutputSerializer(patient_get(user=request.user, pk=pk)).data)
+        patient = patient_get(user=request.user, pk=pk)
+        access_record(user=request.user, obj=patient, action=AccessEvent.Action.VIEW_PATIENT)
+        return Response(PatientOutputSerializer(patient).data)
 
     @extend_schema(
         request=PatientInputSerializer(partial=True),
@@ -226,9 +233,22 @@ class CaseListApi(ListApi):
     filterset_class = CaseFilter
 
     class CaseCreateInputSerializer(serializers.Serializer):
-        patient = id_field()
+        patient = id_field(required=False, help_text="One of your patients, by id.")
+        patient_identifier = serializers.CharField(
+            required=False,
+            max_length=64,
+            help_text="Any registered patient, by their exact identifier (case and spaces aside); the "
+            "lookup is logged.",
+        )
         clinical_question = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
         notes = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+
+        def validate(self, data: dict) -> dict:
+            if ("patient" in data) == ("patient_identifier" in data):
+                raise serializers.ValidationError(
+                    {"patient": ["Give either patient (an id) or patient_identifier, not both."]}
+                )
+            return data
 
     @extend_schema(responses={200: CaseOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
@@ -239,6 +259,16 @@ class CaseListApi(ListApi):
     )
     def post(self, request: Request) -> Response:
         data = validated(self.CaseCreateInputSerializer, request.data)
+        if "patient_identifier" in data:
+            try:
+                case = case_create_for_identifier(
+                    user=request.user, identifier=data.pop("patient_identifier"), **data
+                )
+            except ApplicationError as exc:
+                if "identifier" not in exc.errors:
+                    raise
+                raise serializers.ValidationError({"patient_identifier": exc.errors["identifier"]}) from None
+            return Response(CaseOutputSerializer(case).data, status=status.HTTP_201_CREATED)
         try:
             patient = patient_get(user=request.user, pk=data.pop("patient"))
         except NotFound as exc:
@@ -255,7 +285,9 @@ class CaseDetailApi(APIView):
 
     @extend_schema(responses={200: CaseOutputSerializer, **errors(401, 404)})
     def get(self, request: Request, pk: int) -> Response:
-        return Response(CaseOutputSerializer(case_get(user=request.user, pk=pk)).data)
+        case = case_get(user=request.user, pk=pk)
+        access_record(user=request.user, obj=case, action=AccessEvent.Action.VIEW_CASE)
+        return Response(CaseOutputSerializer(case).data)
 
     @extend_schema(
         request=CaseUpdateInputSerializer, responses={200: CaseOutputSerializer, **errors(400, 401, 404)}
@@ -282,6 +314,7 @@ class CaseScanListApi(ListApi):
     @extend_schema(responses={200: ScanOutputSerializer(many=True), **errors(400, 401, 404)})
     def get(self, request: Request, pk: int) -> Response:
         case = case_get(user=request.user, pk=pk)
+        access_record(user=request.user, obj=case, action=AccessEvent.Action.VIEW_CASE)
         return self.list_response(request, scan_list(user=request.user).filter(case=case))
 
     @extend_schema(
@@ -316,6 +349,7 @@ class ScanDetailApi(APIView):
     @extend_schema(responses={200: ScanOutputSerializer, **errors(401, 404)})
     def get(self, request: Request, pk: int) -> Response:
         scan = scan_get(user=request.user, pk=pk)
+        access_record(user=request.user, obj=scan, action=AccessEvent.Action.VIEW_SCAN)
         return Response(ScanOutputSerializer(scan, context={"request": request}).data)
 
 
@@ -332,7 +366,7 @@ class ScanFileApi(APIView):
         summary="The stored scan file (DICOM de-identified)",
     )
     def get(self, request: Request, pk: int):
-        return scan_file_response(scan_get(user=request.user, pk=pk))
+        return scan_file_response(scan_get(user=request.user, pk=pk), user=request.user)
 
 
 # Predictions ---------------------------------------------------------------------------------------------
@@ -344,7 +378,8 @@ class PredictionListApi(ListApi):
 
     @extend_schema(responses={200: PredictionOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
-        queryset = prediction_list(user=request.user).select_related("requested_model", "review__reviewer")
+        queryset = prediction_list(user=request.user).select_related("requested_model")
+        queryset = queryset.prefetch_related("reviews__reviewer")
         return self.list_response(request, queryset)
 
 
@@ -352,6 +387,7 @@ class PredictionDetailApi(APIView):
     @extend_schema(responses={200: PredictionOutputSerializer, **errors(401, 404)})
     def get(self, request: Request, pk: int) -> Response:
         prediction = prediction_get(user=request.user, pk=pk)
+        access_record(user=request.user, obj=prediction, action=AccessEvent.Action.VIEW_PREDICTION)
         return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)
 
 
@@ -363,7 +399,7 @@ class PredictionHeatmapApi(APIView):
         summary="The heatmap overlay; 404 until the prediction has one",
     )
     def get(self, request: Request, pk: int):
-        return heatmap_response(prediction_get(user=request.user, pk=pk))
+        return heatmap_response(prediction_get(user=request.user, pk=pk), user=request.user)
 
 
 def model_version_find(reference: str) -> ModelVersion:
@@ -408,7 +444,11 @@ class PredictionReviewApi(APIView):
         comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
     @extend_schema(
-        request=ReviewInputSerializer, responses={201: ReviewOutputSerializer, **errors(400, 401, 404)}
+        request=ReviewInputSerializer,
+        responses={201: ReviewOutputSerializer, **errors(400, 401, 404)},
+        summary="Review a prediction; again to amend your review (a new version, the old one kept)",
+        description="By the case owner: the case's review. By a clinician the case is referred to: their "
+        "second opinion. Reviews are never edited in place; the history keeps every version.",
     )
     def post(self, request: Request, pk: int) -> Response:
         prediction = prediction_get(user=request.user, pk=pk)

@@ -4,9 +4,10 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from diagnosis.errors import ApplicationError, NotFound
-from diagnosis.models import Case, Patient, Prediction
-from diagnosis.selectors import patient_list
+from diagnosis.models import AccessEvent, Case, Patient, Prediction, Review
+from diagnosis.selectors import patient_find, patient_list
 from diagnosis.services.access import ensure_can_change_case, ensure_can_work
+from diagnosis.services.history import access_record
 
 
 def case_create(
@@ -15,6 +16,30 @@ def case_create(
     ensure_can_work(user)
     if not patient_list(user=user).filter(pk=patient.pk).exists():
         raise NotFound("Patient not found.")
+    return Case.objects.create(
+        patient=patient, owner=user, clinical_question=clinical_question or "", notes=notes or ""
+    )
+
+
+def case_create_for_identifier(
+    *, user: AbstractBaseUser, identifier: str, clinical_question: str = "", notes: str = ""
+) -> Case:
+    """Any clinician may open a case for a registered patient named by its exact identifier (case and
+    surrounding spaces aside), without seeing anyone else's patients. The lookup is logged, found or not;
+    the case then makes the patient theirs to see."""
+    ensure_can_work(user)
+    patient = patient_find(identifier=identifier)
+    access_record(
+        user=user,
+        obj=patient,
+        action=AccessEvent.Action.LOOKUP_PATIENT,
+        detail=f"open a case: {Patient.normalise_identifier(identifier)}",
+    )
+    if patient is None:
+        raise ApplicationError(
+            "No patient is registered with this identifier.",
+            {"identifier": ["No patient is registered with this identifier; register the patient first."]},
+        )
     return Case.objects.create(
         patient=patient, owner=user, clinical_question=clinical_question or "", notes=notes or ""
     )
@@ -52,9 +77,11 @@ def case_refresh_status(*, case_id: int) -> None:
         case = Case.objects.select_for_update().get(pk=case_id)
         if case.status == Case.Status.CLOSED:
             return
-        waiting = Prediction.objects.filter(
-            scan__case=case, status=Prediction.Status.DONE, review__isnull=True
-        ).exists()
+        waiting = (
+            Prediction.objects.filter(scan__case=case, status=Prediction.Status.DONE)
+            .exclude(reviews__kind=Review.Kind.REVIEW)
+            .exists()
+        )
         status = Case.Status.AWAITING_REVIEW if waiting else Case.Status.OPEN
         if case.status != status:
             case.status = status

@@ -6,17 +6,18 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from diagnosis.errors import ApplicationError, NotFound
-from diagnosis.models import Patient
-from diagnosis.selectors import patient_list
-from diagnosis.services.access import ensure_can_work
+from diagnosis.errors import ApplicationError
+from diagnosis.models import AccessEvent, Patient
+from diagnosis.selectors import patient_find
+from diagnosis.services.access import ensure_can_change_patient, ensure_can_work
+from diagnosis.services.history import access_record
 
 _EDITABLE = ("identifier", "name", "birth_date", "sex")
 
 
 def _validated(*, identifier: str, name: str, birth_date: date | None, sex: str) -> dict:
     errors: dict[str, list[str]] = {}
-    identifier = (identifier or "").strip()
+    identifier = Patient.normalise_identifier(identifier)
     if not identifier:
         errors["identifier"] = ["An identifier is required."]
     elif len(identifier) > 64:
@@ -37,15 +38,34 @@ def _validated(*, identifier: str, name: str, birth_date: date | None, sex: str)
     }
 
 
-def _save(patient: Patient) -> Patient:
+# The same answer whether or not the user sees the patient already registered under the identifier, and
+# without its id or details: the registry's one door to an existing patient is opening a case for its
+# exact identifier (case_create_for_identifier), and every attempt is in the access log.
+IDENTIFIER_TAKEN = (
+    "This identifier is already registered. To work on this patient, open a case for the identifier."
+)
+
+
+def _identifier_taken(user: AbstractBaseUser, patient: Patient) -> ApplicationError:
+    access_record(
+        user=user,
+        obj=patient_find(identifier=patient.identifier),
+        action=AccessEvent.Action.LOOKUP_PATIENT,
+        detail=f"registration refused: {patient.identifier}",
+    )
+    return ApplicationError("The identifier is already registered.", {"identifier": [IDENTIFIER_TAKEN]})
+
+
+def _save(user: AbstractBaseUser, patient: Patient) -> Patient:
+    taken = Patient.objects.filter(identifier__iexact=patient.identifier).exclude(pk=patient.pk)
+    if taken.exists():
+        raise _identifier_taken(user, patient)
     try:
         with transaction.atomic():
             patient.save()
     except IntegrityError:
-        raise ApplicationError(
-            "A patient with this identifier already exists.",
-            {"identifier": ["A patient with this identifier already exists."]},
-        ) from None
+        # Registered by someone else between the check and the save.
+        raise _identifier_taken(user, patient) from None
     return patient
 
 
@@ -59,13 +79,11 @@ def patient_create(
 ) -> Patient:
     ensure_can_work(user)
     data = _validated(identifier=identifier, name=name, birth_date=birth_date, sex=sex)
-    return _save(Patient(created_by=user, **data))
+    return _save(user, Patient(created_by=user, **data))
 
 
 def patient_update(*, user: AbstractBaseUser, patient: Patient, **changes) -> Patient:
-    ensure_can_work(user)
-    if not patient_list(user=user).filter(pk=patient.pk).exists():
-        raise NotFound("Patient not found.")
+    ensure_can_change_patient(user, patient)
     unknown = set(changes) - set(_EDITABLE)
     if unknown:
         raise ApplicationError(
@@ -75,4 +93,4 @@ def patient_update(*, user: AbstractBaseUser, patient: Patient, **changes) -> Pa
     data = _validated(**{**current, **changes})
     for field, value in data.items():
         setattr(patient, field, value)
-    return _save(patient)
+    return _save(user, patient)

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "axes",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "simple_history",
     "diagnosis",
     "ml",
     "csp",
@@ -77,6 +78,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every saved change to the records (diagnosis.models' `history`) is stamped with the request's user;
+    # an API token's user too, since DRF hands the user it authenticated back to this request.
+    "simple_history.middleware.HistoryRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as axes asks: it turns a locked-out log-in into diagnosis.lockout's answer.
@@ -301,6 +305,10 @@ for _name in ("LUMBAR_TOKEN_TTL_HOURS", "LUMBAR_LOGIN_MAX_FAILURES", "LUMBAR_LOG
         raise ImproperlyConfigured(f"{_name} must be at least 1, got {globals()[_name]}")
 if LUMBAR_TRUSTED_PROXIES < 0:
     raise ImproperlyConfigured(f"LUMBAR_TRUSTED_PROXIES must be 0 or more, got {LUMBAR_TRUSTED_PROXIES}")
+
+# History (django-simple-history): reverting a record from its admin history page would bypass the
+# services' rules (a review is amended by a new version, never rewritten), so the admin only shows it.
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 # Uploads: refuse big files and decompression bombs before decoding them.
 LUMBAR_MAX_UPLOAD_BYTES = env.int("LUMBAR_MAX_UPLOAD_BYTES", default=50 * 1024 * 1024)

@@ -53,9 +53,12 @@
       heatmap.dataset.heatmapUrl = p.heatmap_url;
       heatmap.hidden = false;
     }
+    // The server renders these forms only for whoever may use them (the owner; a referred clinician gets
+    // the opinion form alone); here they just appear once the prediction has finished.
     const reviewForm = field(element, "review-form");
-    if (reviewForm) reviewForm.hidden = !(p.status === "done" && !p.review);
-    field(element, "rerun-form").hidden = !(p.status === "done" || p.status === "failed");
+    if (reviewForm) reviewForm.hidden = p.status !== "done";
+    const rerunForm = field(element, "rerun-form");
+    if (rerunForm) rerunForm.hidden = !(p.status === "done" || p.status === "failed");
     if (changed) liveNote.textContent = "Prediction " + p.id + ": " + p.status_display + (p.label_display ? ", " + p.label_display : "") + ".";
   }
 
@@ -143,7 +146,8 @@
     }
   });
 
-  // Uploads: one request per file, one after another, each with its own progress bar and outcome.
+  // Uploads: one request per file, one after another, each with its own progress bar and outcome. Only the
+  // case's owner has the form.
   const form = document.getElementById("upload-form");
   const input = document.getElementById("upload-files");
   const dropzone = document.getElementById("dropzone");
@@ -229,6 +233,9 @@
     if (any) poll();
   }
 
+  if (hasPending()) schedule();
+  if (!form) return;
+
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     uploadAll(Array.from(input.files));
@@ -248,6 +255,4 @@
     event.preventDefault();
     uploadAll(Array.from(event.dataTransfer.files));
   });
-
-  if (hasPending()) schedule();
 })();

@@ -53,7 +53,12 @@ def test_prediction_review_records_the_decision(api, prediction, clinician):
     assert (review.reviewer, review.final_label, review.comment) == (clinician, "normal", payload["comment"])
     assert api.get(f"/api/v1/predictions/{prediction.pk}/").json()["review"]["decision"] == "override"
     again = api.post(f"/api/v1/predictions/{prediction.pk}/review/", {"decision": "agree"}, format="json")
-    assert_error(again, 400, "prediction")
+    assert again.status_code == 201
+    assert (again.json()["version"], again.json()["reviewer"]) == (2, clinician.username)
+    current = api.get(f"/api/v1/predictions/{prediction.pk}/").json()["review"]
+    assert (current["decision"], current["version"]) == ("agree", 2)
+    review.refresh_from_db()
+    assert review.decision == "override", "the first version is kept as it was"
 
 
 def test_prediction_review_validation_errors(api, prediction, case):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnosis.models import Review
-from tests.factories import ClinicianFactory
+from diagnosis.models import Referral, Review
+from tests.factories import ClinicianFactory, done_prediction
 
 pytestmark = pytest.mark.worker
 
@@ -157,7 +157,12 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     expect(page.locator("img.thumb")).to_have_attribute(
         "src", f"/predictions/{prediction.get_attribute('data-prediction-id')}/heatmap"
     )
-    page.wait_for_function("document.querySelector('img.thumb').naturalWidth > 0")
+    # decode() settles once the heatmap has loaded. wait_for_function would poll through eval, which the
+    # Content-Security-Policy refuses whenever the image was not already there on its first check.
+    loaded_width = page.locator("img.thumb").evaluate(
+        "async (img) => { await img.decode(); return img.naturalWidth; }"
+    )
+    assert loaded_width > 0
     shot(page, "06-heatmap")
 
     page.get_by_label("Agree").check()
@@ -214,4 +219,60 @@ def test_api_docs_render_under_the_content_security_policy(live_server, browser_
     page.get_by_role("button", name="Execute").click()
     expect(page.locator(".live-responses-table tbody .response-col_status")).to_have_text("200")
     shot(page, "12-api-docs")
+    assert csp_violations == []
+
+
+def test_owner_refers_a_case_for_a_second_opinion_and_withdraws_it(live_server, browser_page, csp_violations):
+    """Clinician A refers a case to B with a note; B finds it in the worklist, records an opinion and
+    cannot touch the case; A sees both opinions side by side and withdraws the referral, which ends B's
+    access."""
+    from playwright.sync_api import expect
+
+    owner, colleague = ClinicianFactory(), ClinicianFactory()
+    prediction = done_prediction(owner)
+    case = prediction.scan.case
+    page = browser_page
+    log_in(page, live_server.url, owner.username)
+    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+    page.goto(f"{live_server.url}/cases/{case.pk}/")
+    page.get_by_label("Agree").check()
+    page.get_by_role("button", name="Save review").click()
+    page.get_by_label("Colleague's username").fill(colleague.username)
+    page.get_by_label("Note for the colleague").fill("Is L4-L5 really degenerate?")
+    page.get_by_role("button", name="Refer for a second opinion").click()
+    expect(page.locator(".referral")).to_contain_text(f"Referred to {colleague.username}")
+    shot(page, "13-referral-made")
+
+    other = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+    other.add_init_script(REPORT_CSP_VIOLATIONS)
+    log_in(other, live_server.url, colleague.username)
+    referred = other.locator("#referred")
+    expect(referred).to_contain_text("Is L4-L5 really degenerate?")
+    shot(other, "14-worklist-referred-to-me")
+    referred.get_by_role("link", name=f"Case {case.pk}").click()
+    expect(other.locator("#referral-banner")).to_contain_text(f"Referred to you by {owner.username}")
+    expect(other.locator("#upload-form")).to_have_count(0)
+    expect(other.get_by_role("button", name="Re-run")).to_have_count(0)
+    other.get_by_label("Override").check()
+    other.get_by_label("Final label").select_option("normal")
+    other.get_by_label("Comment").fill("Disc signal preserved.")
+    other.get_by_role("button", name="Save opinion").click()
+    expect(other.locator(".second-opinion")).to_contain_text("Disc signal preserved.")
+    shot(other, "15-second-opinion-recorded")
+
+    page.reload()
+    opinions = page.locator('[data-field="opinions"]')
+    expect(opinions.locator(".case-review")).to_contain_text(f"Reviewed by {owner.username}: agree")
+    expect(opinions.locator(".second-opinion")).to_contain_text(f"By {colleague.username}: override")
+    shot(page, "16-opinions-side-by-side")
+    page.get_by_role("button", name=f"Withdraw referral to {colleague.username}").click()
+    expect(page.locator(".referral.withdrawn")).to_contain_text("Withdrawn")
+    expect(page.locator("#timeline")).to_contain_text(f"Referral {Referral.objects.get().pk} withdrawn")
+    shot(page, "17-referral-withdrawn")
+
+    assert other.goto(f"{live_server.url}/cases/{case.pk}/").status == 404
+    other.goto(f"{live_server.url}/")
+    expect(other.locator("#referred")).to_contain_text("No case is referred to you.")
+    shot(other, "18-access-ended")
+    assert Review.objects.filter(kind=Review.Kind.SECOND_OPINION).count() == 1
     assert csp_violations == []

@@ -140,11 +140,22 @@ def test_review_override_needs_a_different_label(case, clinician):
     assert review.final_label == "normal"
 
 
-def test_review_twice_is_refused(case, clinician):
+def test_review_again_is_an_amendment_that_keeps_the_first(case, clinician):
+    prediction = _done_prediction(case)
+    first = review_create(user=clinician, prediction=prediction, decision="agree", comment="first look")
+    second = review_create(user=clinician, prediction=prediction, decision="override", final_label="normal")
+    assert (first.version, second.version) == (1, 2)
+    first.refresh_from_db()
+    assert (first.decision, first.comment) == ("agree", "first look")
+    assert list(prediction.reviews.current()) == [second]
+
+
+def test_review_is_amended_by_its_author_only(case, clinician, staff):
     prediction = _done_prediction(case)
     review_create(user=clinician, prediction=prediction, decision="agree")
-    with pytest.raises(ApplicationError, match="already been reviewed"):
-        review_create(user=clinician, prediction=prediction, decision="agree")
+    with pytest.raises(ApplicationError, match="only they can amend"):
+        review_create(user=staff, prediction=prediction, decision="override", final_label="normal")
+    assert prediction.reviews.count() == 1
 
 
 def test_review_of_unfinished_prediction_is_refused(case, clinician):

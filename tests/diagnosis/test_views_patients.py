@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from diagnosis.models import Patient
+from diagnosis.services.patients import IDENTIFIER_TAKEN
 from tests.factories import PatientFactory
 
 
@@ -23,9 +24,7 @@ def test_patient_create_registers_and_shows_errors_next_to_the_field(client, cli
     assert response["Location"] == f"/patients/{patient.pk}/"
     duplicate = client.post("/patients/new/", {"identifier": "MRN-9"})
     assert duplicate.status_code == 400
-    assert duplicate.context["form"].errors == {
-        "identifier": ["A patient with this identifier already exists."]
-    }
+    assert duplicate.context["form"].errors == {"identifier": [IDENTIFIER_TAKEN]}
     assert b'aria-invalid="true"' in duplicate.content
     future = client.post("/patients/new/", {"identifier": "MRN-10", "birth_date": "2999-01-01"})
     assert "birth_date" in future.context["form"].errors

@@ -67,7 +67,7 @@ def test_api_exception_is_a_json_500_quoting_the_request_id_of_the_logged_traceb
 def test_page_exception_renders_the_projects_500_page_with_the_request_id(
     client_seeing_500s, monkeypatch, log_output
 ):
-    monkeypatch.setattr("diagnosis.views.case_list", _boom)
+    monkeypatch.setattr("diagnosis.views.case_list_owned", _boom)
 
     response = client_seeing_500s.get("/")
 
