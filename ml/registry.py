@@ -78,7 +78,8 @@ def model_version_activate(*, model_version: ModelVersion) -> ModelVersion:
 
 def register_shipped_models() -> list[ModelVersion]:
     """Register every artifact under ml/artifacts/. If no model is active, or the active one's model file
-    is gone, activate the shipped INVGG (the last by name, so the newest version when several ship)."""
+    is gone, activate the shipped INVGG (the last by name, so the newest version when several ship), or the
+    last shipped model of another architecture when no INVGG ships."""
     registered = [
         model_version_register(artifact_dir=card.parent)
         for card in sorted(SHIPPED_ARTIFACTS_DIR.glob(f"*/{CARD_FILE}"))
@@ -90,10 +91,9 @@ def register_shipped_models() -> list[ModelVersion]:
         # e.g. a shipped version replaced by its successor: nothing could be classified with it
         logger.warning("Active model %s has no model file any more; activating a shipped one", active.name)
         active = None
-    if active is None:
+    if active is None and registered:
         preferred = [mv for mv in registered if mv.architecture == DEFAULT_ACTIVE_ARCHITECTURE]
-        if preferred:
-            model_version_activate(model_version=preferred[-1])
+        model_version_activate(model_version=(preferred or registered)[-1])
     return registered
 
 

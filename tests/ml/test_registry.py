@@ -48,3 +48,13 @@ def test_an_active_model_whose_file_is_gone_gives_way_to_the_shipped_invgg(shipp
 def test_a_folder_without_a_card_is_not_an_artifact(tmp_path):
     with pytest.raises(registry.RegistryError, match="not a model artifact"):
         registry.model_version_register(artifact_dir=tmp_path)
+
+
+def test_without_a_shipped_invgg_the_shipped_vgg_is_activated(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "SHIPPED_ARTIFACTS_DIR", tmp_path)
+    ModelVersion.objects.all().delete()
+    write_artifact(tmp_path / "vgg-a", "vgg-a", "vgg")
+
+    registry.register_shipped_models()
+
+    assert ModelVersion.objects.get(is_active=True).name == "vgg-a"
