@@ -127,12 +127,6 @@ from diagnosis.models import (  # noqa: E402
 )
 from ml.models import ModelVersion  # noqa: E402
 
-# Pages with arguments that the benchmark knows how to fill; every page without arguments is measured too.
-PATIENT_PAGES = ("diagnosis:patient-detail",)
-CASE_PAGES = ("diagnosis:case-detail", "diagnosis:case-status")
-MODEL_PAGES = ("diagnosis:model-detail",)
-
-
 # Seeding -------------------------------------------------------------------------------------------------
 
 
@@ -431,19 +425,26 @@ def _placeholder(route: str) -> str:
 
 
 def page_routes(population: Population) -> list[Route]:
+    """Every diagnosis page without arguments, and every one of a single patient, case (on each big case) or
+    model, known by where its route starts; the measuring leaves out those that do not answer a GET."""
+    records = {
+        "patients": [("", population.patient_id)],
+        "cases": [(f" ({size} scans)", case_id) for size, case_id in population.big_cases.items()],
+        "models": [("", population.model_version_id)] if population.model_version_id else [],
+    }
     routes = []
     for route, name, pattern in _walk(get_resolver().url_patterns):
         if not name.startswith("diagnosis:"):
             continue
-        if not pattern.pattern.converters:
+        converters = list(pattern.pattern.converters)
+        record = re.match(r"/(\w+)/<[^>]+>/", route)
+        if not converters:
             routes.append(Route(route, reverse(name)))
-        elif name in PATIENT_PAGES:
-            routes.append(Route(_placeholder(route), reverse(name, args=[population.patient_id])))
-        elif name in CASE_PAGES:
-            for size, case_id in population.big_cases.items():
-                routes.append(Route(f"{_placeholder(route)} ({size} scans)", reverse(name, args=[case_id])))
-        elif name in MODEL_PAGES and population.model_version_id:
-            routes.append(Route(_placeholder(route), reverse(name, args=[population.model_version_id])))
+        elif len(converters) == 1 and record and record[1] in records:
+            routes += [
+                Route(f"{_placeholder(route)}{suffix}", reverse(name, kwargs={converters[0]: pk}))
+                for suffix, pk in records[record[1]]
+            ]
     return routes
 
 
@@ -513,11 +514,11 @@ def admin_routes() -> list[Route]:
 # Measuring -----------------------------------------------------------------------------------------------
 
 
-def measure_page(client: Client, path: str, repeats: int) -> dict[str, float]:
-    """Median wall time of `repeats` GETs after one to warm up, and the most queries any of them ran."""
-    response = client.get(path)
-    if response.status_code != 200:
-        raise SystemExit(f"GET {path} answered {response.status_code}, not 200")
+def measure_page(client: Client, path: str, repeats: int) -> dict[str, float] | None:
+    """Median wall time of `repeats` GETs after one to warm up, and the most queries any of them ran; None
+    when the first GET does not answer 200 (a route that only takes POST, a redirect, an error)."""
+    if client.get(path).status_code != 200:
+        return None
     times, queries = [], 0
     for _ in range(repeats):
         with CaptureQueriesContext(connection) as captured:
@@ -539,15 +540,19 @@ def measure_pages(
     repeats: int,
     say: Callable[[str], None] = lambda _: None,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """Each route as the heavy clinician and as staff (the admin as staff only), keyed "<user> <route>"."""
+    """Each route as the heavy clinician and as staff (the admin as staff only), keyed "<user> <route>"; a
+    route that does not answer a GET with 200 is left out (and named through `say`)."""
     pages: dict[str, dict[str, dict[str, float]]] = {}
     for who, user in (("clinician", population.clinician), ("staff", population.staff)):
-        client = Client(SERVER_NAME="localhost")
+        client = Client(SERVER_NAME="localhost", raise_request_exception=False)
         client.force_login(user)
         for route in routes:
             if route.staff_only and who != "staff":
                 continue
             figures = measure_page(client, route.path, repeats)
+            if figures is None:
+                say(f"{who:9} {route.key:70} left out: no 200 answer to GET")
+                continue
             pages[f"{who} {route.key}"] = {size: figures}
             say(f"{who:9} {route.key:70} {figures['queries']:4} queries {figures['ms']:8.1f} ms")
     return pages
