@@ -9,10 +9,11 @@ predictions are done (a label and probability, or not assessable with a reason; 
 assessable), a few queued, running or failed; reviews take whole cases, so reviewed cases are closed.
 
 Pages: Django's test client in this process, logged in as the heavy clinician and as staff, GETs each page
-once to warm up and then --repeats times; it reports the median time and the number of queries. The pages
-are found in the URLconf: every diagnosis page without arguments, the patient page, the case page and its
-status.json on the 5, 30 and 120-scan cases, every /api/v1/ list (a ListApi view) alone, with each of its
-filters and with each ordering both ways, and (for staff) every admin changelist.
+once to warm up and then --repeats times; it reports the median time and the most queries. The pages are
+found in the URLconf: every diagnosis page without arguments or of one patient, one case (on each of the 5,
+30 and 120-scan cases: the case page, its status.json, ...) or one model, every /api/v1/ list (a ListApi
+view) alone, with each of its filters and with each ordering both ways, and (for staff) every admin
+changelist. A route that does not answer a GET with 200 (one that takes only POST) is left out and named.
 
 Load: gunicorn (3 workers, settings.base) on a free loopback port; `hey` (Debian package) with 16
 connections for --load-seconds on each /api/v1/ list, unfiltered, as the heavy clinician with an API token.
