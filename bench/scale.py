@@ -139,7 +139,7 @@ class Population:
     staff: object
     patient_id: int
     big_cases: dict[int, int]  # scan count -> case id
-    model_version_id: int | None
+    model_version_id: int
     search: str
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -190,12 +190,32 @@ def _grade_probabilities(rng: random.Random) -> tuple[int, list[float]]:
     return 1 + probabilities.index(max(probabilities)), probabilities
 
 
-def _prediction(rng: random.Random, scan: Scan, model_version: ModelVersion | None) -> Prediction:
+def _model_versions() -> list[ModelVersion]:
+    """The registered models, active first; without any, an active INVGG and a retired VGG (rows only: their
+    artifact folders do not exist, which the models page shows as a model without a card)."""
+    versions = list(ModelVersion.objects.order_by("-is_active", "pk"))
+    if versions:
+        return versions
+    return [
+        ModelVersion.objects.create(
+            name=f"scale-{architecture}",
+            architecture=architecture,
+            version="1",
+            artifact_path=f"var/scale-models/{architecture}",
+            input_size=224,
+            is_active=active,
+        )
+        for architecture, active in (("invgg", True), ("vgg", False))
+    ]
+
+
+def _prediction(rng: random.Random, scan: Scan, versions: list[ModelVersion]) -> Prediction:
     queued = scan.uploaded_at + timedelta(seconds=rng.uniform(0.1, 2))
     draw = rng.random()
     prediction = Prediction(
         scan=scan,
-        model_version=model_version,
+        # Most by the first (active) model, the rest by the others: the models page compares them.
+        model_version=versions[0] if rng.random() < 0.9 else rng.choice(versions),
         queued_at=queued,
         dispatched_at=queued + timedelta(milliseconds=50),
         attempts=1,
@@ -220,7 +240,7 @@ def _prediction(rng: random.Random, scan: Scan, model_version: ModelVersion | No
         prediction.label, prediction.reason = Prediction.Label.NOT_ASSESSABLE, "No lumbar disc found."
         return prediction
     prediction.probability = round(rng.random(), 4)
-    threshold = model_version.threshold if model_version else 0.5
+    threshold = prediction.model_version.threshold
     prediction.label = (
         Prediction.Label.DDD if prediction.probability >= threshold else Prediction.Label.NORMAL
     )
@@ -252,11 +272,11 @@ def seed(
     rng = random.Random(random_seed)
     now = timezone.now()
     start = now - timedelta(days=730)
-    model_version = ModelVersion.objects.filter(is_active=True).first() or ModelVersion.objects.first()
     n_patients = counts["patients"]
     n_cases = max(counts["cases"], len(big_cases))
     with transaction.atomic(), _explicit_timestamps(Patient, Case, Scan, Prediction, Review):
         heavy, others, staff = _users()
+        versions = _model_versions()
 
         def owner_for() -> object:
             return heavy if rng.random() < HEAVY_SHARE else rng.choice(others)
@@ -317,7 +337,7 @@ def seed(
                 for index, case in enumerate(scan_cases)
             ],
         )
-        predictions = _bulk(Prediction, [_prediction(rng, scan, model_version) for scan in scans])
+        predictions = _bulk(Prediction, [_prediction(rng, scan, versions) for scan in scans])
         done = [p for p in predictions if p.status == Prediction.Status.DONE]
         _bulk(
             PredictionLevel, [level for p in done if p.probability is not None for level in _levels(rng, p)]
@@ -334,7 +354,7 @@ def seed(
         staff=staff,
         patient_id=patients[0].pk,
         big_cases=by_size,
-        model_version_id=model_version.pk if model_version else None,
+        model_version_id=versions[0].pk,
         search=patients[len(patients) // 2].name.split()[-1][:4].lower(),
         counts={
             "patients": len(patients),
@@ -431,7 +451,7 @@ def page_routes(population: Population) -> list[Route]:
     records = {
         "patients": [("", population.patient_id)],
         "cases": [(f" ({size} scans)", case_id) for size, case_id in population.big_cases.items()],
-        "models": [("", population.model_version_id)] if population.model_version_id else [],
+        "models": [("", population.model_version_id)],
     }
     routes = []
     for route, name, pattern in _walk(get_resolver().url_patterns):
