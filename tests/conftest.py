@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -169,20 +169,40 @@ def start_worker(transactional_db, tmp_path):
 
 
 @pytest.fixture(scope="session")
-def model_artifacts() -> dict[str, Path]:
-    """The shipped artifact folder of each architecture: small (a localiser and a grader under 10 MB), and
-    real, so a real lumbar slice is localised and graded and anything else is refused."""
+def model_artifacts(tmp_path_factory) -> dict[str, Path]:
+    """The shipped artifact folders by model name, and one more: a copy of the first under another name, a
+    second model version to re-run a scan with. Small (a localiser and a grader under 10 MB) and real, so a
+    real lumbar slice is localised and graded and anything else is refused."""
+    from ml.card import ModelCard
     from ml.registry import SHIPPED_ARTIFACTS_DIR
 
-    artifacts = {}
-    for card_path in sorted(SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json")):
-        artifacts[json.loads(card_path.read_text())["architecture"]] = card_path.parent
-    return artifacts
+    artifacts = {
+        path.parent.name: path.parent for path in sorted(SHIPPED_ARTIFACTS_DIR.glob("*/model_card.json"))
+    }
+    first = next(iter(artifacts.values()))
+    copy = tmp_path_factory.mktemp("models") / f"{first.name}-copy"
+    shutil.copytree(first, copy)
+    card = ModelCard.read(copy)
+    ModelCard(**{**card.__dict__, "name": copy.name}).write(copy)
+    return {**artifacts, copy.name: copy}
 
 
 @pytest.fixture
 def active_model(db, model_artifacts):
-    """The shipped INVGG model, registered and active, that a worker can load and run quickly."""
+    """The model the platform activates on a first run (a shipped one), registered and active, that a worker
+    can load and run quickly."""
+    from ml.models import ModelVersion
+    from ml.registry import register_shipped_models
+
+    ModelVersion.objects.update(is_active=False)
+    register_shipped_models()
+    return ModelVersion.objects.get(is_active=True)
+
+
+@pytest.fixture
+def other_model(db, model_artifacts):
+    """A second registered model version (a renamed copy of a shipped one), not active."""
     from ml.registry import model_version_register
 
-    return model_version_register(artifact_dir=model_artifacts["invgg"], activate=True)
+    name = next(name for name in model_artifacts if name.endswith("-copy"))
+    return model_version_register(artifact_dir=model_artifacts[name])

@@ -30,7 +30,7 @@ from diagnosis.services.scans import scan_upload
 from diagnosis.tasks import run_prediction
 from ml import registry
 from ml.models import ModelVersion
-from ml.registry import load_analyser, model_version_register
+from ml.registry import load_analyser
 from tests.factories import PredictionFactory, ScanFactory
 
 SAMPLE_SCAN = next(Path(__file__).resolve().parents[1].glob("data/sudirman_sample/ddd/*.png"))
@@ -48,9 +48,8 @@ def _raising(exception: BaseException):
     return raise_it
 
 
-@pytest.mark.parametrize("arch", ["vgg", "invgg"])
-def test_finished_prediction_has_result_timings_and_a_heatmap_beside_the_scan(case, model_artifacts, arch):
-    model_version = model_version_register(artifact_dir=model_artifacts[arch], activate=True)
+def test_finished_prediction_has_result_timings_and_a_heatmap_beside_the_scan(case, active_model):
+    model_version = active_model
     prediction = _uploaded_prediction(case)
 
     prediction = prediction_run(prediction_id=prediction.pk)
@@ -104,15 +103,18 @@ def test_what_is_not_a_lumbar_mri_is_not_assessable_with_its_reason(case, active
     assert not prediction.levels.exists() and not prediction.heatmap
 
 
-def test_prediction_can_be_run_again_with_another_model_version(case, active_model, model_artifacts):
+def test_prediction_can_be_run_again_with_another_model_version(case, active_model, other_model):
     first = prediction_run(prediction_id=_uploaded_prediction(case).pk)
-    vgg = model_version_register(artifact_dir=model_artifacts["vgg"])
 
-    again = prediction_request(user=case.owner, scan=first.scan, model_version=vgg)
+    again = prediction_request(user=case.owner, scan=first.scan, model_version=other_model)
     again = prediction_run(prediction_id=again.pk)
 
     assert (first.status, first.model_version) == (Prediction.Status.DONE, active_model)
-    assert (again.status, again.model_version, again.requested_model) == (Prediction.Status.DONE, vgg, vgg)
+    assert (again.status, again.model_version, again.requested_model) == (
+        Prediction.Status.DONE,
+        other_model,
+        other_model,
+    )
     assert again.heatmap.name != first.heatmap.name
 
 

@@ -29,7 +29,6 @@ from diagnosis.services.predictions import NO_ACTIVE_MODEL, prediction_request
 from diagnosis.services.scans import scan_upload
 from diagnosis.tasks import run_prediction
 from ml.models import ModelVersion
-from ml.registry import model_version_register
 from tests.factories import CaseFactory, PredictionFactory, ScanFactory
 
 pytestmark = pytest.mark.worker
@@ -89,7 +88,7 @@ def _maps_tensorflow(pid: int) -> bool:
 
 
 def test_uploads_are_classified_with_a_heatmap_and_the_model_loads_once(
-    start_worker, active_model, model_artifacts
+    start_worker, active_model, other_model
 ):
     worker = start_worker()
     case = CaseFactory()
@@ -117,10 +116,9 @@ def test_uploads_are_classified_with_a_heatmap_and_the_model_loads_once(
     # The real lumbar slice is graded (phantoms and pydicom's test images may well be refused).
     assert outcomes[SAMPLE_PNG.name] in {"normal", "ddd"}, outcomes
 
-    vgg = model_version_register(artifact_dir=model_artifacts["vgg"])
-    rerun = prediction_request(user=case.owner, scan=uploads[0].scan, model_version=vgg)
+    rerun = prediction_request(user=case.owner, scan=uploads[0].scan, model_version=other_model)
     rerun = wait_for_status(rerun, FINISHED, worker)
-    assert (rerun.status, rerun.model_version) == (Prediction.Status.DONE, vgg)
+    assert (rerun.status, rerun.model_version) == (Prediction.Status.DONE, other_model)
 
     log = worker.output()
     # The active model was loaded and traced when the pool process started, before its first task ran, so
@@ -129,7 +127,7 @@ def test_uploads_are_classified_with_a_heatmap_and_the_model_loads_once(
     assert log.index(f"Loaded and traced model {active_model.name} ") < log.index("succeeded in")
     durations = [float(d) for d in re.findall(r"run_prediction\[[^]]+\] succeeded in ([0-9.]+)s", log)]
     assert durations[0] < max(durations[1 : len(uploads)]) + 2.0, durations
-    assert log.count(f"Loaded and traced model {vgg.name} ") == 1
+    assert log.count(f"Loaded and traced model {other_model.name} ") == 1
     # Keras lives only in the pool process that ran the tasks, never in the parent that forks it.
     assert not _maps_tensorflow(worker.process.pid)
     assert all(_maps_tensorflow(pid) for pid in worker.pool_pids())
