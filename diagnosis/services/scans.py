@@ -53,7 +53,7 @@ def _clean_name(name: str | None) -> str:
     return (name or "upload")[:255]
 
 
-def _existing(case: Case, sha256: str) -> UploadResult | None:
+def scan_existing(case: Case, sha256: str) -> UploadResult | None:
     scan = Scan.objects.filter(case=case, sha256=sha256).first()
     if scan is None:
         return None
@@ -81,7 +81,7 @@ def _restore_missing_file(found: UploadResult, stored_bytes: bytes) -> UploadRes
     return UploadResult(scan=scan, prediction=prediction, created=False)
 
 
-def _row_committed(scan: Scan) -> bool:
+def row_committed(scan: Scan) -> bool:
     """Whether the row of a scan whose transaction failed is in the database anyway. A row never inserted
     is not; when the database cannot be asked, the file is kept: an orphan file costs disk space, a row
     without its file would cost the scan."""
@@ -95,7 +95,7 @@ def _row_committed(scan: Scan) -> bool:
         return True
 
 
-def _scan_fields(inspected: InspectedImage) -> dict:
+def scan_fields(inspected: InspectedImage) -> dict:
     fields = {"format": inspected.format, "width": inspected.width, "height": inspected.height}
     if inspected.dicom is not None:
         info = inspected.dicom
@@ -107,18 +107,29 @@ def _scan_fields(inspected: InspectedImage) -> dict:
             series_description=(info.series_description or "")[:255],
             pixel_spacing=info.pixel_spacing,
             note=(info.note or "")[:255],
+            instance_number=info.instance_number,
+            image_position=list(info.image_position) if info.image_position else None,
+            image_orientation=list(info.image_orientation) if info.image_orientation else None,
         )
     return fields
 
 
-def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> UploadResult:
-    """Check the file completely, store it (DICOM de-identified) and queue its prediction, all or nothing.
-    The same bytes uploaded to the same case again return the existing scan."""
+@dataclass(frozen=True)
+class InspectedUpload:
+    original_name: str
+    inspected: InspectedImage
+
+
+def ensure_can_add_scans(user: AbstractBaseUser, case: Case) -> None:
     ensure_can_change_case(user, case)
     if case.status == Case.Status.CLOSED:
         raise ApplicationError(
             "The case is closed; reopen it to add scans.", {"case": ["The case is closed."]}
         )
+
+
+def scan_inspect(*, uploaded_file: File) -> InspectedUpload:
+    """Read and check one file completely (DICOM de-identified in memory); nothing is stored yet."""
     original_name = _clean_name(getattr(uploaded_file, "name", None))
     data = _read_limited(uploaded_file, settings.LUMBAR_MAX_UPLOAD_BYTES)
     try:
@@ -127,16 +138,40 @@ def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> U
         )
     except ImageRejected as exc:
         raise _refuse(f"{original_name}: {exc.message}", exc.code) from None
+    return InspectedUpload(original_name=original_name, inspected=inspected)
+
+
+def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> UploadResult:
+    """Check the file completely, store it (DICOM de-identified) and queue its prediction, all or nothing.
+    The same bytes uploaded to the same case again return the existing scan. A DICOM instance joins its
+    series in the case (diagnosis.services.series), whose mid-sagittal slice gets the prediction."""
+    ensure_can_add_scans(user, case)
+    upload = scan_inspect(uploaded_file=uploaded_file)
+    if upload.inspected.dicom is not None and upload.inspected.dicom.series_uid:
+        # Imported here: the series service builds on this module's helpers.
+        from diagnosis.services.series import series_store
+
+        if (existing := scan_existing(case, upload.inspected.sha256)) is not None:
+            return _restore_missing_file(existing, upload.inspected.stored_bytes)
+        stored = series_store(user=user, case=case, uploads=[upload])
+        scan = stored.series.slices.get(sha256=upload.inspected.sha256)
+        prediction = scan.predictions.order_by("-queued_at").first()
+        return UploadResult(scan=scan, prediction=prediction, created=bool(stored.added))
+    return scan_store(user=user, case=case, upload=upload)
+
+
+def scan_store(*, user: AbstractBaseUser, case: Case, upload: InspectedUpload) -> UploadResult:
+    """Store one checked file as a loose scan with its prediction queued."""
     # Safe to repeat: the same bytes in the same case are found again as a re-upload.
     return once_more_on_a_fresh_connection(
-        lambda: _store(user=user, case=case, original_name=original_name, inspected=inspected)
+        lambda: _store(user=user, case=case, original_name=upload.original_name, inspected=upload.inspected)
     )
 
 
 def _store(
     *, user: AbstractBaseUser, case: Case, original_name: str, inspected: InspectedImage
 ) -> UploadResult:
-    existing = _existing(case, inspected.sha256)
+    existing = scan_existing(case, inspected.sha256)
     if existing:
         return _restore_missing_file(existing, inspected.stored_bytes)
     scan = Scan(
@@ -144,7 +179,7 @@ def _store(
         original_name=original_name,
         sha256=inspected.sha256,
         uploaded_by=user,
-        **_scan_fields(inspected),
+        **scan_fields(inspected),
     )
     scan.file.save(
         f"{inspected.sha256}.{EXTENSIONS[inspected.format]}", ContentFile(inspected.stored_bytes), save=False
@@ -155,7 +190,7 @@ def _store(
             prediction = prediction_create(scan=scan)
     except IntegrityError:
         scan.file.delete(save=False)
-        existing = _existing(case, inspected.sha256)
+        existing = scan_existing(case, inspected.sha256)
         if existing:
             return existing
         raise
@@ -163,7 +198,7 @@ def _store(
         # The prediction's task is sent only after the commit, and a failure to send it is not raised, so
         # this is a failed transaction: its file would be an orphan, unless the connection dropped during
         # the COMMIT itself and the row made it after all.
-        if not _row_committed(scan):
+        if not row_committed(scan):
             scan.file.delete(save=False)
         raise
     logger.info("Scan %s uploaded to case %s by %s", scan.pk, case.pk, user.pk)
