@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
 from diagnosis.errors import NotFound
-from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, Scan
+from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, Scan, Series
 
 
 def user_is_clinician(user: AbstractBaseUser) -> bool:
@@ -76,3 +76,12 @@ def prediction_list(*, user: AbstractBaseUser) -> QuerySet[Prediction]:
 
 def prediction_get(*, user: AbstractBaseUser, pk: int) -> Prediction:
     return _get(prediction_list(user=user), pk, "Prediction")
+
+
+def series_list(*, user: AbstractBaseUser) -> QuerySet[Series]:
+    queryset = Series.objects.select_related("case", "chosen_scan", "chosen_by").prefetch_related("slices")
+    return _scoped(queryset, user, "case__owner")
+
+
+def series_get(*, user: AbstractBaseUser, pk: int) -> Series:
+    return _get(series_list(user=user), pk, "Series")

@@ -55,9 +55,11 @@ class SeriesResult:
 class FileOutcome:
     name: str
     error: str = ""
-    scan: Scan | None = None  # a loose (non-series) scan stored from this file
+    scan: Scan | None = None  # the scan stored from this file (or found holding its bytes already)
     created: bool = False
-    prediction: Prediction | None = None
+    prediction: Prediction | None = None  # the scan's latest; none for a slice the model does not read
+    series: Series | None = None
+    sha256: str = ""
 
 
 @dataclass
@@ -92,7 +94,7 @@ def series_upload(
         info = upload.inspected.dicom
         if info is not None and info.series_uid:
             by_series.setdefault(info.series_uid, []).append(upload)
-            result.files.append(FileOutcome(name=upload.original_name))
+            result.files.append(FileOutcome(name=upload.original_name, sha256=upload.inspected.sha256))
             continue
         stored: UploadResult = scan_store(user=user, case=case, upload=upload)
         result.files.append(
@@ -103,11 +105,25 @@ def series_upload(
                 prediction=stored.prediction,
             )
         )
+    if not result.files:
+        message = "Choose at least one file to upload."
+        raise ApplicationError(message, {"file": [message]})
     for uploads in by_series.values():
         result.series.append(series_store(user=user, case=case, uploads=uploads))
-    if not result.files:
-        raise ApplicationError("Choose at least one file to upload.", {"files": ["No file was sent."]})
+    _describe_series_files(case, result)
     return result
+
+
+def _describe_series_files(case: Case, result: SeriesUploadResult) -> None:
+    added = {scan.pk for stored in result.series for scan in stored.added}
+    scans = Scan.objects.filter(case=case, sha256__in=[f.sha256 for f in result.files if f.sha256])
+    by_bytes = {scan.sha256: scan for scan in scans.select_related("series")}
+    for outcome in result.files:
+        scan = by_bytes.get(outcome.sha256) if outcome.sha256 else None
+        if scan is None:
+            continue
+        outcome.scan, outcome.series, outcome.created = scan, scan.series, scan.pk in added
+        outcome.prediction = scan.predictions.order_by("-queued_at").first()
 
 
 def _name(uploaded_file: File) -> str:
@@ -273,7 +289,7 @@ def _lock_series(case: Case, first: DicomInfo, infos: list, source: str) -> tupl
         series_uid=first.series_uid[:64],  # type: ignore[index]
         modality=(first.modality or "")[:16],
         series_description=(first.series_description or "")[:255],
-        study_date=_dicom_date(first.study_date),
+        study_date=dicom_date(first.study_date),
         body_part=(first.body_part or "")[:64],
         patient_id_check=id_check,
         patient_name_check=name_check,
@@ -370,7 +386,7 @@ def _patient_name_check(patient: Patient, patient_name: str | None) -> str:
     return Series.PatientCheck.MATCH if file_words == record_words else Series.PatientCheck.MISMATCH
 
 
-def _dicom_date(value: str | None) -> date | None:
+def dicom_date(value: str | None) -> date | None:
     try:
         return datetime.strptime((value or "").strip(), "%Y%m%d").date()
     except ValueError:

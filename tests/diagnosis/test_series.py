@@ -157,8 +157,10 @@ def test_bad_zip_is_reported_and_the_other_files_are_stored(case):
 def test_png_in_a_multi_file_upload_is_stored_as_a_single_scan(case):
     result = _upload(case, [SimpleUploadedFile("spine.png", png_bytes(40, 30)), *_files(mr_series(3))])
 
-    loose = [f for f in result.files if f.scan is not None]
-    assert [f.scan.series for f in loose] == [None] and loose[0].prediction.status == "queued"
+    loose, in_series = result.files[0], result.files[1:]
+    assert loose.scan.series is None and loose.prediction.status == "queued" and loose.created
+    assert {f.series for f in in_series} == {Series.objects.get()} and all(f.created for f in in_series)
+    assert [f.prediction is not None for f in in_series] == [False, True, False]  # the middle slice
     assert Prediction.objects.filter(scan__case=case).count() == 2
 
 

@@ -1,0 +1,116 @@
+"""API views for DICOM series: upload several files or a ZIP as series, read a series, pick its slice."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from diagnosis.api.errors import error_response
+from diagnosis.api.filters import SeriesFilter, id_field
+from diagnosis.api.serializers import PredictionOutputSerializer, SeriesOutputSerializer
+from diagnosis.api.views import ErrorSerializer, ListApi, errors, validated
+from diagnosis.selectors import case_get, prediction_get, series_get, series_list
+from diagnosis.services.database import once_more_on_a_fresh_connection
+from diagnosis.services.series import series_choose_slice, series_upload
+
+
+class FileOutcomeSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+    created = serializers.BooleanField()
+    scan = serializers.IntegerField(allow_null=True)
+    series = serializers.IntegerField(allow_null=True)
+
+
+class SeriesUploadOutputSerializer(serializers.Serializer):
+    files = FileOutcomeSerializer(many=True)
+    series = SeriesOutputSerializer(many=True)
+
+
+class CaseSeriesListApi(ListApi):
+    OutputSerializer = SeriesOutputSerializer
+    filterset_class = SeriesFilter
+    parser_classes = [MultiPartParser, FormParser]
+
+    class SeriesUploadInputSerializer(serializers.Serializer):
+        file = serializers.ListField(
+            child=serializers.FileField(allow_empty_file=True),
+            allow_empty=False,
+            max_length=5000,
+            help_text="DICOM files (the instances of one or more series), ZIPs of a study folder, or images.",
+        )
+
+    @extend_schema(responses={200: SeriesOutputSerializer(many=True), **errors(400, 401, 404)})
+    def get(self, request: Request, pk: int) -> Response:
+        case = case_get(user=request.user, pk=pk)
+        return self.list_response(request, series_list(user=request.user).filter(case=case))
+
+    @extend_schema(
+        request={"multipart/form-data": SeriesUploadInputSerializer},
+        responses={
+            201: OpenApiResponse(SeriesUploadOutputSerializer, description="Something new was stored."),
+            200: OpenApiResponse(SeriesUploadOutputSerializer, description="Everything was there already."),
+            **errors(400, 401, 404),
+            415: OpenApiResponse(ErrorSerializer, description="Not a multipart upload."),
+        },
+        summary="Upload the files of DICOM series at once (or ZIPs); each series becomes one series",
+        description="A file that cannot be read is reported in `files` with its error; the others are "
+        "stored. The mid-sagittal slice of each sagittal series gets a prediction; other planes are recorded "
+        "not assessable. 400 when no file could be stored.",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        return once_more_on_a_fresh_connection(lambda: self._upload(request, pk))
+
+    def _upload(self, request: Request, pk: int) -> Response:
+        case = case_get(user=request.user, pk=pk)
+        files = validated(self.SeriesUploadInputSerializer, {"file": request.FILES.getlist("file")})["file"]
+        result = series_upload(user=request.user, case=case, uploaded_files=files)
+        outcomes = [
+            {
+                "name": f.name,
+                "ok": not f.error,
+                "error": f.error,
+                "created": f.created,
+                "scan": f.scan.pk if f.scan else None,
+                "series": f.series.pk if f.series else None,
+            }
+            for f in result.files
+        ]
+        series = series_list(user=request.user).filter(pk__in=[s.series.pk for s in result.series])
+        if not result.stored_anything:
+            return error_response("No file could be stored.", {"file": [f.error for f in result.files]})
+        series = series_list(user=request.user).filter(pk__in=[s.series.pk for s in result.series])
+        data = {"files": outcomes, "series": SeriesOutputSerializer(series, many=True).data}
+        return Response(data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class SeriesDetailApi(APIView):
+    @extend_schema(responses={200: SeriesOutputSerializer, **errors(401, 404)})
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(SeriesOutputSerializer(series_get(user=request.user, pk=pk)).data)
+
+
+class SeriesSliceApi(APIView):
+    class SliceInputSerializer(serializers.Serializer):
+        scan = id_field(help_text="The id of the slice (a scan of this series) to run the prediction on.")
+
+    @extend_schema(
+        request=SliceInputSerializer,
+        responses={201: PredictionOutputSerializer, **errors(400, 401, 404)},
+        summary="Run the prediction on another slice of the series",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        series = series_get(user=request.user, pk=pk)
+        scan_id = validated(self.SliceInputSerializer, request.data)["scan"]
+        scan = series.slices.filter(pk=scan_id).first()
+        if scan is None:
+            raise serializers.ValidationError({"scan": ["Not a slice of this series."]})
+        prediction = series_choose_slice(user=request.user, series=series, scan=scan)
+        prediction = prediction_get(user=request.user, pk=prediction.pk)
+        data = PredictionOutputSerializer(prediction, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED)
