@@ -139,6 +139,32 @@ class Series(models.Model):
         return self.PatientCheck.MISMATCH in (self.patient_id_check, self.patient_name_check)
 
 
+class IncomingSeries(models.Model):
+    """A series received over the network that no case took: its PatientID names no registered patient, or
+    the patient has no open case and no receiving account is configured to open one. Its files wait as
+    received, with the patient's identifiers shown so that staff or a clinician can attach it to the right
+    case; attaching de-identifies and stores them like an upload and deletes this record and its files."""
+
+    study_uid = models.CharField(max_length=64)
+    series_uid = models.CharField(max_length=64, unique=True)
+    patient_id = models.CharField(max_length=64, blank=True)
+    patient_name = models.CharField(max_length=200, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    series_description = models.CharField(max_length=255, blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+    folder = models.CharField(max_length=255, help_text="Under MEDIA_ROOT: the files as received.")
+    calling_ae_title = models.CharField(max_length=16, blank=True)
+    received_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "incoming series"
+
+    def __str__(self) -> str:
+        return f"Incoming series {self.series_description or self.series_uid} ({self.patient_id or '?'})"
+
+
 def scan_upload_to(scan: Scan, filename: str) -> str:
     return f"scans/{scan.case_id}/{filename}"
 

@@ -7,7 +7,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Q, QuerySet
 
 from diagnosis.errors import NotFound
-from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, Scan, Series
+from diagnosis.models import CLINICIANS_GROUP, Case, IncomingSeries, Patient, Prediction, Scan, Series
 
 
 def user_is_clinician(user: AbstractBaseUser) -> bool:
@@ -85,3 +85,14 @@ def series_list(*, user: AbstractBaseUser) -> QuerySet[Series]:
 
 def series_get(*, user: AbstractBaseUser, pk: int) -> Series:
     return _get(series_list(user=user), pk, "Series")
+
+
+def incoming_list(*, user: AbstractBaseUser) -> QuerySet[IncomingSeries]:
+    """Series received for no case wait for anyone who works with patient records to attach them."""
+    if user_sees_everything(user) or user_is_clinician(user):
+        return IncomingSeries.objects.all()
+    return IncomingSeries.objects.none()
+
+
+def incoming_get(*, user: AbstractBaseUser, pk: int) -> IncomingSeries:
+    return _get(incoming_list(user=user), pk, "Incoming series")

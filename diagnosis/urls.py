@@ -1,6 +1,6 @@
 from django.urls import path
 
-from diagnosis import series_views, views
+from diagnosis import dicom_views, views
 
 app_name = "diagnosis"
 
@@ -15,7 +15,9 @@ urlpatterns = [
     path("cases/<id:pk>/edit/", views.case_edit_page, name="case-edit"),
     path("cases/<id:pk>/upload/", views.case_upload, name="case-upload"),
     path("cases/<id:pk>/status.json", views.case_status, name="case-status"),
-    path("series/<id:pk>/slice/", series_views.series_slice, name="series-slice"),
+    path("incoming/", dicom_views.incoming_page, name="incoming"),
+    path("incoming/<id:pk>/attach/", dicom_views.incoming_attach_page, name="incoming-attach"),
+    path("series/<id:pk>/slice/", dicom_views.series_slice, name="series-slice"),
     path("scans/<id:pk>/file", views.scan_file, name="scan-file"),
     path("scans/<id:pk>/preview", views.scan_preview, name="scan-preview"),
     path("predictions/<id:pk>/heatmap", views.prediction_heatmap, name="prediction-heatmap"),

@@ -14,7 +14,7 @@ from django_filters.constants import EMPTY_VALUES
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from diagnosis.models import Case, Patient, Prediction, Scan, Series
+from diagnosis.models import Case, IncomingSeries, Patient, Prediction, Scan, Series
 from diagnosis.selectors import patient_search
 from ml.models import ModelVersion
 
@@ -163,6 +163,14 @@ class SeriesFilter(django_filters.FilterSet):
             patient_name_check=Series.PatientCheck.MISMATCH
         )
         return queryset.filter(mismatch) if value else queryset.exclude(mismatch)
+
+
+class IncomingSeriesFilter(django_filters.FilterSet):
+    ordering = Ordering("received_at", "patient_id")
+
+    class Meta:
+        model = IncomingSeries
+        fields: list[str] = []
 
 
 class PredictionFilter(django_filters.FilterSet):

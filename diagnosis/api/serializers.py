@@ -6,7 +6,7 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from diagnosis.models import Case, Patient, Prediction, Review, Scan, Series
+from diagnosis.models import Case, IncomingSeries, Patient, Prediction, Review, Scan, Series
 from ml.models import ModelVersion
 
 
@@ -220,3 +220,21 @@ class SeriesOutputSerializer(serializers.ModelSerializer):
     def get_slices(self, series: Series) -> list:
         ordered = sorted(series.slices.all(), key=lambda scan: (scan.slice_index is None, scan.slice_index))
         return SeriesSliceSerializer(ordered, many=True).data
+
+
+class IncomingSeriesOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = IncomingSeries
+        fields = [
+            "id",
+            "study_uid",
+            "series_uid",
+            "patient_id",
+            "patient_name",
+            "modality",
+            "series_description",
+            "study_date",
+            "instance_count",
+            "calling_ae_title",
+            "received_at",
+        ]

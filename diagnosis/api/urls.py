@@ -3,7 +3,7 @@ from csp.decorators import csp_replace
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from diagnosis.api import series_views, views
+from diagnosis.api import dicom_views, views
 
 app_name = "api"
 
@@ -16,9 +16,13 @@ urlpatterns = [
     path("v1/cases/", views.CaseListApi.as_view(), name="case-list"),
     path("v1/cases/<id:pk>/", views.CaseDetailApi.as_view(), name="case-detail"),
     path("v1/cases/<id:pk>/scans/", views.CaseScanListApi.as_view(), name="case-scans"),
-    path("v1/cases/<id:pk>/series/", series_views.CaseSeriesListApi.as_view(), name="case-series"),
-    path("v1/series/<id:pk>/", series_views.SeriesDetailApi.as_view(), name="series-detail"),
-    path("v1/series/<id:pk>/slice/", series_views.SeriesSliceApi.as_view(), name="series-slice"),
+    path("v1/cases/<id:pk>/series/", dicom_views.CaseSeriesListApi.as_view(), name="case-series"),
+    path("v1/series/<id:pk>/", dicom_views.SeriesDetailApi.as_view(), name="series-detail"),
+    path("v1/series/<id:pk>/slice/", dicom_views.SeriesSliceApi.as_view(), name="series-slice"),
+    path("v1/incoming/", dicom_views.IncomingSeriesListApi.as_view(), name="incoming-list"),
+    path(
+        "v1/incoming/<id:pk>/attach/", dicom_views.IncomingSeriesAttachApi.as_view(), name="incoming-attach"
+    ),
     path("v1/scans/<id:pk>/", views.ScanDetailApi.as_view(), name="scan-detail"),
     path("v1/scans/<id:pk>/file", views.ScanFileApi.as_view(), name="scan-file"),
     path("v1/predictions/", views.PredictionListApi.as_view(), name="prediction-list"),

@@ -1,4 +1,5 @@
-"""API views for DICOM series: upload several files or a ZIP as series, read a series, pick its slice."""
+"""API views for DICOM: upload several files or a ZIP as series, read a series, pick its slice; the
+incoming list of series received for no case, and attaching one to a case."""
 
 from __future__ import annotations
 
@@ -10,11 +11,24 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from diagnosis.api.errors import error_response
-from diagnosis.api.filters import SeriesFilter, id_field
-from diagnosis.api.serializers import PredictionOutputSerializer, SeriesOutputSerializer
+from diagnosis.api.filters import IncomingSeriesFilter, SeriesFilter, id_field
+from diagnosis.api.serializers import (
+    IncomingSeriesOutputSerializer,
+    PredictionOutputSerializer,
+    SeriesOutputSerializer,
+)
 from diagnosis.api.views import ErrorSerializer, ListApi, errors, validated
-from diagnosis.selectors import case_get, prediction_get, series_get, series_list
+from diagnosis.errors import NotFound
+from diagnosis.selectors import (
+    case_get,
+    incoming_get,
+    incoming_list,
+    prediction_get,
+    series_get,
+    series_list,
+)
 from diagnosis.services.database import once_more_on_a_fresh_connection
+from diagnosis.services.receiving import incoming_attach
 from diagnosis.services.series import series_choose_slice, series_upload
 
 
@@ -114,3 +128,36 @@ class SeriesSliceApi(APIView):
         prediction = prediction_get(user=request.user, pk=prediction.pk)
         data = PredictionOutputSerializer(prediction, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
+
+
+class IncomingSeriesListApi(ListApi):
+    OutputSerializer = IncomingSeriesOutputSerializer
+    filterset_class = IncomingSeriesFilter
+
+    @extend_schema(
+        responses={200: IncomingSeriesOutputSerializer(many=True), **errors(400, 401)},
+        summary="Series received over the network for no case, waiting to be attached",
+    )
+    def get(self, request: Request) -> Response:
+        return self.list_response(request, incoming_list(user=request.user))
+
+
+class IncomingSeriesAttachApi(APIView):
+    class AttachInputSerializer(serializers.Serializer):
+        case = id_field(help_text="An open case you may add scans to.")
+
+    @extend_schema(
+        request=AttachInputSerializer,
+        responses={201: SeriesOutputSerializer, **errors(400, 401, 404)},
+        summary="Attach a waiting series to a case: de-identified and stored like an upload",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        incoming = incoming_get(user=request.user, pk=pk)
+        case_id = validated(self.AttachInputSerializer, request.data)["case"]
+        try:
+            case = case_get(user=request.user, pk=case_id)
+        except NotFound as exc:
+            raise serializers.ValidationError({"case": [exc.message]}) from None
+        stored = incoming_attach(user=request.user, incoming=incoming, case=case)
+        series = series_get(user=request.user, pk=stored.series.pk)
+        return Response(SeriesOutputSerializer(series).data, status=status.HTTP_201_CREATED)
