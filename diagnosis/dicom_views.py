@@ -1,5 +1,5 @@
-"""Clinician pages for DICOM: picking the slice of a series the prediction runs on, and the incoming list
-of series received over the network for no case."""
+"""Clinician pages for DICOM: picking the slice of a series the prediction runs on, the incoming list of
+series received over the network for no case, and sending a result to the PACS."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from django.views.decorators.http import require_GET, require_POST
 
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Case
-from diagnosis.selectors import case_list, incoming_get, incoming_list, series_get
+from diagnosis.selectors import case_list, incoming_get, incoming_list, prediction_get, series_get
 from diagnosis.services.receiving import incoming_attach
+from diagnosis.services.reports import prediction_send_to_pacs
 from diagnosis.services.series import series_choose_slice
 from diagnosis.views import clinician_page
 
@@ -80,3 +81,18 @@ def incoming_attach_page(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("diagnosis:incoming")
     messages.success(request, f"The series is attached to case {case.pk}.")
     return redirect(f"{reverse('diagnosis:case-detail', args=[case.pk])}#series-{stored.series.pk}")
+
+
+@require_POST
+@clinician_page
+def prediction_send(request: HttpRequest, pk: int) -> HttpResponse:
+    prediction = prediction_get(user=request.user, pk=pk)
+    try:
+        prediction_send_to_pacs(user=request.user, prediction=prediction)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The DICOM report and the heatmap were sent to the PACS.")
+    return redirect(
+        f"{reverse('diagnosis:case-detail', args=[prediction.scan.case_id])}#prediction-{prediction.pk}"
+    )

@@ -23,6 +23,7 @@ urlpatterns = [
     path("predictions/<id:pk>/heatmap", views.prediction_heatmap, name="prediction-heatmap"),
     path("predictions/<id:pk>/review/", views.prediction_review, name="prediction-review"),
     path("predictions/<id:pk>/rerun/", views.prediction_rerun, name="prediction-rerun"),
+    path("predictions/<id:pk>/send-to-pacs/", dicom_views.prediction_send, name="prediction-send"),
     path("models/", views.model_list_page, name="model-list"),
     path("models/<id:pk>/", views.model_list_page, name="model-detail"),
     path("models/<id:pk>/plots/<str:name>", views.model_plot, name="model-plot"),

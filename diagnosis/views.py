@@ -296,6 +296,7 @@ def _render_case(request: HttpRequest, case: Case, *, bound_forms: dict | None =
         "scans": scans,
         "series_list": series,
         "window_presets": WINDOW_PRESETS,
+        "pacs_configured": bool(settings.LUMBAR_PACS_HOST),
         "max_upload_mb": settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024),
     }
     return render(request, template, context, status=status)

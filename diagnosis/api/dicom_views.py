@@ -3,6 +3,7 @@ incoming list of series received for no case, and attaching one to a case."""
 
 from __future__ import annotations
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -17,7 +18,7 @@ from diagnosis.api.serializers import (
     PredictionOutputSerializer,
     SeriesOutputSerializer,
 )
-from diagnosis.api.views import ErrorSerializer, ListApi, errors, validated
+from diagnosis.api.views import BINARY, ErrorSerializer, IgnoreAccept, ListApi, errors, validated
 from diagnosis.errors import NotFound
 from diagnosis.selectors import (
     case_get,
@@ -29,6 +30,7 @@ from diagnosis.selectors import (
 )
 from diagnosis.services.database import once_more_on_a_fresh_connection
 from diagnosis.services.receiving import incoming_attach
+from diagnosis.services.reports import dicom_bytes, prediction_dicom_results
 from diagnosis.services.series import series_choose_slice, series_upload
 
 
@@ -161,3 +163,22 @@ class IncomingSeriesAttachApi(APIView):
         stored = incoming_attach(user=request.user, incoming=incoming, case=case)
         series = series_get(user=request.user, pk=stored.series.pk)
         return Response(SeriesOutputSerializer(series).data, status=status.HTTP_201_CREATED)
+
+
+class PredictionReportApi(APIView):
+    content_negotiation_class = IgnoreAccept
+
+    @extend_schema(
+        responses={(200, "application/dicom"): BINARY, **errors(400, 401, 404)},
+        summary="The finished prediction as a DICOM Structured Report (TID 1500)",
+        description="References the slice the prediction was made on and carries the outcome, the DDD "
+        "probability, each disc level's finding site, Pfirrmann grade and probabilities, the model and, once "
+        "reviewed, the clinician's decision. 400 for a prediction not finished or not made on a DICOM image.",
+    )
+    def get(self, request: Request, pk: int) -> HttpResponse:
+        prediction = prediction_get(user=request.user, pk=pk)
+        results = prediction_dicom_results(prediction=prediction)
+        response = HttpResponse(dicom_bytes(results.report), content_type="application/dicom")
+        response["Content-Disposition"] = f'attachment; filename="prediction-{prediction.pk}-sr.dcm"'
+        response["X-Content-Type-Options"] = "nosniff"
+        return response

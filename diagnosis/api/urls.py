@@ -28,6 +28,7 @@ urlpatterns = [
     path("v1/predictions/", views.PredictionListApi.as_view(), name="prediction-list"),
     path("v1/predictions/<id:pk>/", views.PredictionDetailApi.as_view(), name="prediction-detail"),
     path("v1/predictions/<id:pk>/heatmap", views.PredictionHeatmapApi.as_view(), name="prediction-heatmap"),
+    path("v1/predictions/<id:pk>/sr", dicom_views.PredictionReportApi.as_view(), name="prediction-sr"),
     path("v1/predictions/<id:pk>/rerun/", views.PredictionRerunApi.as_view(), name="prediction-rerun"),
     path("v1/predictions/<id:pk>/review/", views.PredictionReviewApi.as_view(), name="prediction-review"),
     path("v1/models/", views.ModelVersionListApi.as_view(), name="model-list"),

@@ -56,6 +56,8 @@
     const reviewForm = field(element, "review-form");
     if (reviewForm) reviewForm.hidden = !(p.status === "done" && !p.review);
     field(element, "rerun-form").hidden = !(p.status === "done" || p.status === "failed");
+    const sendForm = field(element, "send-form");
+    if (sendForm) sendForm.hidden = p.status !== "done";
     if (changed) liveNote.textContent = "Prediction " + p.id + ": " + p.status_display + (p.label_display ? ", " + p.label_display : "") + ".";
   }
 
