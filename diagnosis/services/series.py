@@ -15,7 +15,7 @@ from datetime import date, datetime
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile, File
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 
 from diagnosis.dicom.geometry import SliceGeometry, order_slices, series_plane
 from diagnosis.errors import ApplicationError
@@ -196,9 +196,18 @@ def series_store(
     mid-sagittal slice is chosen and gets a prediction (recorded not assessable for a series the model
     cannot read). Safe to repeat: instances already stored are recognised by their bytes or SOP UID.
     Callers check that `user` may add to the case (uploads) or choose the case by their rules (receiver)."""
-    return once_more_on_a_fresh_connection(
-        lambda: _store(user=user, case=case, uploads=uploads, source=source)
-    )
+
+    def store() -> SeriesResult:
+        return once_more_on_a_fresh_connection(
+            lambda: _store(user=user, case=case, uploads=uploads, source=source)
+        )
+
+    try:
+        return store()
+    except IntegrityError:
+        # The receiver and an upload (or two uploads) stored the same series or bytes at the same moment:
+        # once more, and what the other stored is found.
+        return store()
 
 
 def _store(
