@@ -23,9 +23,9 @@ PLANES = {
 SLICE_GAP_MM = 4.0
 
 
-def slice_pixels(index: int) -> np.ndarray:
+def slice_pixels(index: int, size: int = SIZE) -> np.ndarray:
     """A sample slice as 12-bit MR values, different for each index."""
-    image = Image.open(SAMPLE_PNGS[index % len(SAMPLE_PNGS)]).convert("L").resize((SIZE, SIZE))
+    image = Image.open(SAMPLE_PNGS[index % len(SAMPLE_PNGS)]).convert("L").resize((size, size))
     return (np.asarray(image, dtype=np.uint16) * 12 + index).astype(np.uint16)
 
 
@@ -40,6 +40,7 @@ def mr_instance(
     patient_id: str = "WALK-0001",
     patient_name: str = "Walker^Ann",
     series_description: str = "T2 TSE SAG",
+    size: int = SIZE,
 ) -> Dataset:
     ds = Dataset()
     ds.SpecificCharacterSet = "ISO_IR 100"
@@ -83,7 +84,7 @@ def mr_instance(
         ds.SliceLocation = f"{offset:g}"
     else:
         ds.PatientOrientation = ["P", "F"]
-    pixels = slice_pixels(index)
+    pixels = slice_pixels(index, size)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = pixels.shape
