@@ -60,6 +60,25 @@ def test_series_sent_by_storescu_becomes_one_series_in_the_patients_open_case(
     wait_for(lambda: complete_folders(spool, include_unfinished=True) == [], what="the spool to empty")
 
 
+def test_series_received_while_the_broker_is_down_is_stored_with_its_prediction_owed(
+    start_receiver, tmp_path
+):
+    case = CaseFactory(patient=PatientFactory(identifier="MRN-8"))
+    receiver = start_receiver(CELERY_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+
+    assert (
+        storescu(receiver.port, write_series(tmp_path / "s", mr_series(3, patient_id="MRN-8"))).returncode
+        == 0
+    )
+
+    prediction = wait_for(lambda: Prediction.objects.filter(scan__case=case).first(), what="the prediction")
+    wait_for(lambda: f"Prediction {prediction.pk} not sent" in receiver.output(), what="the failed send")
+    # Queued and owed: the dispatcher sends it once the broker is back, as for an upload.
+    prediction.refresh_from_db()
+    assert (prediction.status, prediction.dispatched_at) == ("queued", None)
+    assert Series.objects.get(case=case).slices.count() == 3
+
+
 def test_registered_patient_without_open_case_gets_a_case_of_the_receiving_account(start_receiver, tmp_path):
     patient = PatientFactory(identifier="MRN-7")
     CaseFactory(patient=patient, owner=patient.created_by, status="closed")
