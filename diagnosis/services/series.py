@@ -60,6 +60,7 @@ class FileOutcome:
     prediction: Prediction | None = None  # the scan's latest; none for a slice the model does not read
     series: Series | None = None
     sha256: str = ""
+    instance_uid: str = ""
 
 
 @dataclass
@@ -94,7 +95,13 @@ def series_upload(
         info = upload.inspected.dicom
         if info is not None and info.series_uid:
             by_series.setdefault(info.series_uid, []).append(upload)
-            result.files.append(FileOutcome(name=upload.original_name, sha256=upload.inspected.sha256))
+            result.files.append(
+                FileOutcome(
+                    name=upload.original_name,
+                    sha256=upload.inspected.sha256,
+                    instance_uid=info.instance_uid or "",
+                )
+            )
             continue
         stored: UploadResult = scan_store(user=user, case=case, upload=upload)
         result.files.append(
@@ -115,11 +122,20 @@ def series_upload(
 
 
 def _describe_series_files(case: Case, result: SeriesUploadResult) -> None:
+    """Each file's scan: the one holding its bytes or, for other bytes of an instance the series already
+    holds (the same instance exported again), that instance."""
     added = {scan.pk for stored in result.series for scan in stored.added}
     scans = Scan.objects.filter(case=case, sha256__in=[f.sha256 for f in result.files if f.sha256])
     by_bytes = {scan.sha256: scan for scan in scans.select_related("series")}
+    by_instance = {
+        scan.instance_uid: scan
+        for stored in result.series
+        for scan in stored.series.slices.select_related("series")
+    }
     for outcome in result.files:
-        scan = by_bytes.get(outcome.sha256) if outcome.sha256 else None
+        if not outcome.sha256:
+            continue  # a single scan, described when stored, or a file that could not be read
+        scan = by_bytes.get(outcome.sha256) or by_instance.get(outcome.instance_uid)
         if scan is None:
             continue
         outcome.scan, outcome.series, outcome.created = scan, scan.series, scan.pk in added

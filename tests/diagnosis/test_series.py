@@ -85,6 +85,20 @@ def test_second_upload_of_the_same_series_creates_no_duplicate_and_no_second_pre
     assert not again.created and again.series[0].added == []
 
 
+def test_same_instances_exported_again_in_another_encoding_are_recognised_by_their_uids(case):
+    datasets = mr_series(3)
+    _upload(case, _files(datasets))
+    for dataset in datasets:
+        dataset.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
+
+    again = _upload(case, _files(datasets, prefix="implicit"))
+
+    assert Scan.objects.filter(case=case).count() == 3
+    assert [(f.created, f.scan.instance_uid) for f in again.files] == [
+        (False, ds.SOPInstanceUID) for ds in datasets
+    ]
+
+
 def test_series_sent_in_two_parts_is_one_series_whose_middle_follows_the_slices(case):
     datasets = mr_series(6)
     _upload(case, _files(datasets[:2]))
