@@ -53,7 +53,7 @@ def _clean_name(name: str | None) -> str:
     return (name or "upload")[:255]
 
 
-def scan_existing(case: Case, sha256: str) -> UploadResult | None:
+def _existing(case: Case, sha256: str) -> UploadResult | None:
     scan = Scan.objects.filter(case=case, sha256=sha256).first()
     if scan is None:
         return None
@@ -81,7 +81,7 @@ def _restore_missing_file(found: UploadResult, stored_bytes: bytes) -> UploadRes
     return UploadResult(scan=scan, prediction=prediction, created=False)
 
 
-def row_committed(scan: Scan) -> bool:
+def _row_committed(scan: Scan) -> bool:
     """Whether the row of a scan whose transaction failed is in the database anyway. A row never inserted
     is not; when the database cannot be asked, the file is kept: an orphan file costs disk space, a row
     without its file would cost the scan."""
@@ -143,21 +143,10 @@ def scan_inspect(*, uploaded_file: File) -> InspectedUpload:
 
 def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> UploadResult:
     """Check the file completely, store it (DICOM de-identified) and queue its prediction, all or nothing.
-    The same bytes uploaded to the same case again return the existing scan. A DICOM instance joins its
-    series in the case (diagnosis.services.series), whose mid-sagittal slice gets the prediction."""
+    The same bytes uploaded to the same case again return the existing scan. One file is one scan, DICOM
+    included; the files of a series uploaded together become a series (diagnosis.services.series)."""
     ensure_can_add_scans(user, case)
-    upload = scan_inspect(uploaded_file=uploaded_file)
-    if upload.inspected.dicom is not None and upload.inspected.dicom.series_uid:
-        # Imported here: the series service builds on this module's helpers.
-        from diagnosis.services.series import series_store
-
-        if (existing := scan_existing(case, upload.inspected.sha256)) is not None:
-            return _restore_missing_file(existing, upload.inspected.stored_bytes)
-        stored = series_store(user=user, case=case, uploads=[upload])
-        scan = stored.series.slices.get(sha256=upload.inspected.sha256)
-        prediction = scan.predictions.order_by("-queued_at").first()
-        return UploadResult(scan=scan, prediction=prediction, created=bool(stored.added))
-    return scan_store(user=user, case=case, upload=upload)
+    return scan_store(user=user, case=case, upload=scan_inspect(uploaded_file=uploaded_file))
 
 
 def scan_store(*, user: AbstractBaseUser, case: Case, upload: InspectedUpload) -> UploadResult:
@@ -171,7 +160,7 @@ def scan_store(*, user: AbstractBaseUser, case: Case, upload: InspectedUpload) -
 def _store(
     *, user: AbstractBaseUser, case: Case, original_name: str, inspected: InspectedImage
 ) -> UploadResult:
-    existing = scan_existing(case, inspected.sha256)
+    existing = _existing(case, inspected.sha256)
     if existing:
         return _restore_missing_file(existing, inspected.stored_bytes)
     scan = Scan(
@@ -190,7 +179,7 @@ def _store(
             prediction = prediction_create(scan=scan)
     except IntegrityError:
         scan.file.delete(save=False)
-        existing = scan_existing(case, inspected.sha256)
+        existing = _existing(case, inspected.sha256)
         if existing:
             return existing
         raise
@@ -198,7 +187,7 @@ def _store(
         # The prediction's task is sent only after the commit, and a failure to send it is not raised, so
         # this is a failed transaction: its file would be an orphan, unless the connection dropped during
         # the COMMIT itself and the row made it after all.
-        if not row_committed(scan):
+        if not _row_committed(scan):
             scan.file.delete(save=False)
         raise
     logger.info("Scan %s uploaded to case %s by %s", scan.pk, case.pk, user.pk)

@@ -203,15 +203,21 @@ def test_slice_of_another_series_cannot_be_picked(case):
         series_choose_slice(user=case.owner, series=first, scan=second.slices.first())
 
 
-def test_single_dicom_upload_still_gets_its_prediction_and_becomes_a_one_slice_series(case):
+def test_single_file_upload_of_a_dicom_instance_stays_a_single_scan_as_before(case):
     dataset = mr_series(1)[0]
+    upload = SimpleUploadedFile("one.dcm", dicom_bytes(dataset))
 
-    result = scan_upload(
-        user=case.owner, case=case, uploaded_file=SimpleUploadedFile("one.dcm", dicom_bytes(dataset))
-    )
+    result = scan_upload(user=case.owner, case=case, uploaded_file=upload)
 
-    assert result.created and result.prediction.scan == result.scan
-    assert result.scan.series.chosen_scan == result.scan
+    assert result.created and result.prediction.scan == result.scan and result.scan.series is None
+    assert result.scan.instance_uid == dataset.SOPInstanceUID and not Series.objects.exists()
+
+
+def test_single_dicom_file_uploaded_on_the_page_becomes_a_one_slice_series_with_its_prediction(case):
+    result = _upload(case, _files(mr_series(1)))
+
+    [outcome] = result.files
+    assert outcome.series.chosen_scan == outcome.scan and outcome.prediction.scan == outcome.scan
 
 
 def test_upload_to_a_closed_case_is_refused(case):

@@ -68,13 +68,19 @@ class Command(BaseCommand):
         finally:
             receiver.stop()
 
+    # One folder at a time: the sweep must not take a folder whose association's own hand-over is storing it.
+    _storing = threading.Lock()
+
     def _store(self, folder: ReceivedFolder) -> None:
-        # Each association ends in its own thread: a connection the database dropped meanwhile is replaced.
-        close_old_connections()
-        try:
-            received_folder_store(folder=folder)
-        finally:
+        with self._storing:
+            if not folder.path.is_dir():
+                return  # stored meanwhile
+            # Each association ends in its own thread: a connection the database dropped is replaced.
             close_old_connections()
+            try:
+                received_folder_store(folder=folder)
+            finally:
+                close_old_connections()
 
     def _sweep(self, spool_dir: Path, *, include_unfinished: bool = False) -> None:
         for folder in complete_folders(spool_dir, include_unfinished=include_unfinished):
