@@ -19,6 +19,11 @@ upload after a start); ``single_image_ms``: the median of --repeats warm scans (
 ``single_image_rss_mb``: this process's VmRSS after them (Django, TensorFlow and the models loaded so far).
 ``--single-image-only`` measures just these, without database, broker or worker.
 
+Series (--series K, 0 to skip): K sagittal DICOM series of 15 slices (384x384, built from the sample images
+with scanner geometry) sent one association each, by pynetdicom, to ``manage.py dicom_receiver`` started
+here. Series received per second: K over the time from the first association to the last series stored.
+Time to result: from the end of a series' association to its mid-sagittal prediction's ``finished_at``.
+
 Everything it creates (user, patient, case, scans, predictions, stored files, a model row for --artifact)
 is removed at the end, and the active model is restored.
 
@@ -64,7 +69,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction  # noqa: E402
+from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, Scan, Series  # noqa: E402
 from diagnosis.services.scans import scan_upload  # noqa: E402
 from ml.models import ModelVersion  # noqa: E402
 from ml.registry import (  # noqa: E402
@@ -224,6 +229,81 @@ def _rss_mb() -> float:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
 
 
+class DicomReceiver:
+    """``manage.py dicom_receiver`` on a free port, for the series figure."""
+
+    def __init__(self, log_path: Path) -> None:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        command = [sys.executable, "manage.py", "dicom_receiver", "--host=127.0.0.1", f"--port={self.port}"]
+        self.process = subprocess.Popen(
+            [*command, "--ae-title=LUMBAR"], cwd=REPO_ROOT, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + 120
+        while "listening on" not in log_path.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the DICOM receiver did not start:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+        self.log.close()
+
+
+def _send_series(port: int, datasets) -> None:
+    from pynetdicom import AE
+    from pynetdicom.sop_class import MRImageStorage
+
+    ae = AE(ae_title="BENCH")
+    ae.add_requested_context(MRImageStorage)
+    assoc = ae.associate("127.0.0.1", port, ae_title="LUMBAR")
+    if not assoc.is_established:
+        raise SystemExit("the DICOM receiver refused the association")
+    for dataset in datasets:
+        status = assoc.send_c_store(dataset)
+        if status.get("Status") != 0x0000:
+            raise SystemExit(f"C-STORE refused: {status}")
+    assoc.release()
+
+
+def _series_figure(case: Case, count: int, receiver: DicomReceiver, timeout: float) -> dict:
+    """Send ``count`` 15-slice series; return series/s and the time to result of each (ms)."""
+    from tests.dicom_data import mr_series  # the series builder the receiver tests use
+
+    built = [mr_series(15, patient_id=case.patient.identifier, size=384) for _ in range(count)]
+    sent_at, first = {}, timezone.now()
+    for datasets in built:
+        _send_series(receiver.port, datasets)
+        sent_at[datasets[0].SeriesInstanceUID] = timezone.now()
+    deadline = time.monotonic() + timeout
+    while True:
+        series = list(Series.objects.filter(case=case, series_uid__in=sent_at).select_related("chosen_scan"))
+        predictions = Prediction.objects.filter(scan__series__in=series, status__in=FINISHED)
+        if len(series) == count and predictions.count() >= count:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"series still unfinished after {timeout:.0f} s; see {receiver.log_path}")
+        time.sleep(0.2)
+    stored_at = max(Scan.objects.filter(series__in=series).values_list("uploaded_at", flat=True))
+    to_result = [
+        (p.finished_at - sent_at[p.scan.series.series_uid]).total_seconds() * 1000
+        for p in predictions.select_related("scan__series")
+    ]
+    return {
+        "series_per_s": round(count / (stored_at - first).total_seconds(), 2),
+        "series_to_result_p50_ms": round(statistics.median(to_result), 1),
+        "series_to_result_max_ms": round(max(to_result), 1),
+        "series": count,
+    }
+
+
 def _scan_end_to_end(analyser, data: bytes):
     """One stored scan as the worker handles it: decode, analyse, overlay the heatmap."""
     from diagnosis.imaging import load_model_view
@@ -291,6 +371,7 @@ def main() -> None:
         action="store_true",
         help="only the single-scan figures (no database or worker)",
     )
+    parser.add_argument("--series", type=int, default=5, help="15-slice DICOM series to send (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     say = (lambda *_: None) if args.json else print
@@ -325,6 +406,12 @@ def main() -> None:
         _upload_and_wait(case, warm_up, worker, args.timeout)
         say(f"worker warmed up; uploading {len(images)} scans")
         predictions, latencies, scans_per_s, rss_mb = _upload_and_wait(case, images, worker, args.timeout)
+        series_figure = {}
+        if args.series:
+            say(f"sending {args.series} DICOM series of 15 slices to the receiver")
+            receiver = DicomReceiver(Path(scratch) / "receiver.log")
+            stack.callback(receiver.stop)
+            series_figure = _series_figure(case, args.series, receiver, args.timeout)
         worker.stop()
         failed = [p for p in predictions if p.status == Prediction.Status.FAILED]
         refused = sum(p.label == "not_assessable" for p in predictions)
@@ -343,6 +430,7 @@ def main() -> None:
         "not_assessable": refused,
         "concurrency": args.concurrency,
         "model": model_version.name,
+        **series_figure,
     }
     if args.json:
         print(json.dumps(result))
@@ -355,6 +443,13 @@ def main() -> None:
     print(f"throughput: {result['scans_per_s']:.2f} scans/s")
     print(f"worker pool RSS (peak): {result['worker_rss_mb']:.0f} MB")
     _print_single(single, args.repeats + 1)
+    if series_figure:
+        print(
+            f"DICOM series ({series_figure['series']} x 15 slices over C-STORE): "
+            f"{series_figure['series_per_s']:.2f} series/s received; time to result p50 "
+            f"{series_figure['series_to_result_p50_ms']:.0f} ms, "
+            f"max {series_figure['series_to_result_max_ms']:.0f} ms"
+        )
     if failed:
         print(f"first failure: {failed[0].error}")
 

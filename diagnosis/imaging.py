@@ -345,6 +345,16 @@ class DicomInfo:
     transfer_syntax: str
     photometric_interpretation: str
     burned_in_annotation: bool  # the pixels themselves may show identifying text
+    sop_class_uid: str | None
+    study_date: str | None  # DA, YYYYMMDD, as the file says it
+    body_part: str | None
+    instance_number: int | None
+    image_position: tuple[float, float, float] | None  # ImagePositionPatient of the frame used, mm
+    image_orientation: tuple[float, ...] | None  # ImageOrientationPatient: row then column cosines
+    # Read before de-identification blanks them, so the upload can be checked against the case's patient;
+    # held in memory only, never stored.
+    patient_id: str | None
+    patient_name: str | None
 
 
 @dataclass(frozen=True)
@@ -362,6 +372,8 @@ class _DecodedDicom:
     dataset: Dataset
     view: np.ndarray  # (rows, columns) uint8
     info: DicomInfo
+    values: np.ndarray  # (rows, columns) float64: after the modality LUT (monochrome) or grey (colour)
+    inverted: bool  # MONOCHROME1: low values are shown bright
 
 
 def inspect_upload(
@@ -414,6 +426,35 @@ def load_model_view(source: bytes | str | Path, *, max_pixels: int = DEFAULT_MAX
             return _decode_dicom(data, max_pixels=max_pixels).view
     with _rejected_when_undecodable():
         return decode_grey(data, max_pixels=max_pixels)
+
+
+# Window presets of the series viewer, as percentiles of the slice's own values: MR signal has no absolute
+# scale (unlike CT's Hounsfield units), so a fixed centre and width would suit one scanner only. "default"
+# is the view the model reads: the file's own window when it has one.
+DISPLAY_WINDOWS: dict[str, tuple[float, float] | None] = {
+    "default": None,
+    "full": (0.0, 100.0),
+    "soft-tissue": (2.0, 98.0),
+    "fluid": (60.0, 99.9),
+}
+
+
+def load_display_view(
+    source: bytes | str | Path, *, window: str = "default", max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """The uint8 grey image the series viewer shows for a stored DICOM slice under one of DISPLAY_WINDOWS."""
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    if _detect_format(data) != "dicom":
+        raise ImageRejected("unsupported_type", "Only DICOM slices have window presets.")
+    decoded = _decode_dicom(data, max_pixels=max_pixels)
+    percentiles = DISPLAY_WINDOWS[window]
+    if percentiles is None:
+        return decoded.view
+    low, high = np.percentile(decoded.values, percentiles)
+    if high <= low:
+        return np.zeros(decoded.values.shape, dtype=np.uint8)
+    view = np.rint(np.clip((decoded.values - low) / (high - low), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return 255 - view if decoded.inverted else view
 
 
 # Detection ---------------------------------------------------------------------------------------------
@@ -566,9 +607,11 @@ def _decode_dicom(data: bytes, *, max_pixels: int) -> _DecodedDicom:
         )
 
     if photometric in MONOCHROME_PHOTOMETRICS:
-        view = _monochrome_view(pixels, dataset, frame_index, invert=photometric == "MONOCHROME1")
+        values = _apply_modality_lut(pixels, dataset, frame_index)
+        view = _monochrome_view(values, dataset, frame_index, invert=photometric == "MONOCHROME1")
     else:
         view = _colour_view(pixels, dataset)
+        values = view.astype(np.float64)
     info = DicomInfo(
         study_uid=_text(dataset, "StudyInstanceUID"),
         series_uid=_text(dataset, "SeriesInstanceUID"),
@@ -582,8 +625,22 @@ def _decode_dicom(data: bytes, *, max_pixels: int) -> _DecodedDicom:
         transfer_syntax=str(transfer_syntax),
         photometric_interpretation=photometric,
         burned_in_annotation=str(dataset.get("BurnedInAnnotation", "")).upper() == "YES",
+        sop_class_uid=_text(dataset, "SOPClassUID"),
+        study_date=_text(dataset, "StudyDate"),
+        body_part=_text(dataset, "BodyPartExamined"),
+        instance_number=_integer(dataset.get("InstanceNumber")),
+        image_position=_floats(
+            _functional_value(dataset, frame_index, "PlanePositionSequence", "ImagePositionPatient"), 3
+        ),
+        image_orientation=_floats(
+            _functional_value(dataset, frame_index, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+        ),
+        patient_id=_text(dataset, "PatientID"),
+        patient_name=_text(dataset, "PatientName"),
     )
-    return _DecodedDicom(dataset=dataset, view=view, info=info)
+    return _DecodedDicom(
+        dataset=dataset, view=view, info=info, values=values, inverted=photometric == "MONOCHROME1"
+    )
 
 
 def _refuse_deflated(data: bytes) -> None:
@@ -740,8 +797,7 @@ def _j2k_size(frame: bytes) -> tuple[int, int] | None:
     return x_size - x_offset, y_size - y_offset
 
 
-def _monochrome_view(pixels: np.ndarray, dataset: Dataset, frame_index: int, *, invert: bool) -> np.ndarray:
-    values = _apply_modality_lut(pixels, dataset, frame_index)
+def _monochrome_view(values: np.ndarray, dataset: Dataset, frame_index: int, *, invert: bool) -> np.ndarray:
     window = _window(dataset, frame_index)
     if window is not None:
         centre, width, function = window
@@ -851,6 +907,23 @@ def _pixel_spacing(dataset: Dataset, frame_index: int) -> list[float] | None:
     except (TypeError, ValueError):
         return None
     return spacing if all(math.isfinite(s) and s > 0 for s in spacing) else None
+
+
+def _floats(value: object, count: int) -> tuple[float, ...] | None:
+    if value is None or isinstance(value, str | bytes):
+        return None
+    try:
+        numbers = tuple(float(number) for number in value)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == count and all(math.isfinite(n) for n in numbers) else None
+
+
+def _integer(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def _text(dataset: Dataset, keyword: str) -> str | None:

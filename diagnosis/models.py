@@ -86,6 +86,106 @@ class Case(models.Model):
         return f"Case {self.pk} ({self.patient.identifier})"
 
 
+class Series(models.Model):
+    """The DICOM instances of one series in a case, uploaded together, in a ZIP or received over the
+    network: ordered by position, with the slice the prediction runs on."""
+
+    class Plane(models.TextChoices):
+        SAGITTAL = "sagittal", "Sagittal"
+        CORONAL = "coronal", "Coronal"
+        AXIAL = "axial", "Axial"
+        UNKNOWN = "unknown", "Unknown"
+
+    class PatientCheck(models.TextChoices):
+        MATCH = "match", "Matches the case's patient"
+        MISMATCH = "mismatch", "Does not match the case's patient"
+        ABSENT = "absent", "Not in the file or not on record"
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Upload"
+        NETWORK = "network", "DICOM network (C-STORE)"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="series")
+    study_uid = models.CharField(max_length=64)
+    series_uid = models.CharField(max_length=64)
+    modality = models.CharField(max_length=16, blank=True)
+    series_description = models.CharField(max_length=255, blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    body_part = models.CharField(max_length=64, blank=True)
+    plane = models.CharField(max_length=10, choices=Plane.choices, default=Plane.UNKNOWN)
+    ordered_by_geometry = models.BooleanField(
+        default=False, help_text="Slices ordered by ImagePositionPatient; otherwise by InstanceNumber."
+    )
+    chosen_scan = models.ForeignKey(
+        "Scan",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The slice the prediction runs on.",
+    )
+    chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The clinician who picked the slice; empty when the platform chose the mid-sagittal one.",
+    )
+    not_assessable_reason = models.TextField(blank=True)
+    # The result of comparing the file's PatientID and PatientName with the case's patient, taken before
+    # de-identification blanks them; the identifiers themselves are not kept.
+    patient_id_check = models.CharField(max_length=8, choices=PatientCheck.choices)
+    patient_name_check = models.CharField(max_length=8, choices=PatientCheck.choices)
+    source = models.CharField(max_length=7, choices=Source.choices, default=Source.UPLOAD)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "series"
+        constraints = [
+            models.UniqueConstraint(fields=["case", "series_uid"], name="series_unique_per_case"),
+            models.CheckConstraint(condition=~Q(series_uid=""), name="series_uid_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Series {self.pk} ({self.series_description or self.series_uid})"
+
+    @property
+    def assessable(self) -> bool:
+        return not self.not_assessable_reason
+
+    @property
+    def patient_mismatch(self) -> bool:
+        return self.PatientCheck.MISMATCH in (self.patient_id_check, self.patient_name_check)
+
+
+class IncomingSeries(models.Model):
+    """A series received over the network that no case took: its PatientID names no registered patient, or
+    the patient has no open case and no receiving account is configured to open one. Its files wait as
+    received, with the patient's identifiers shown so that staff or a clinician can attach it to the right
+    case; attaching de-identifies and stores them like an upload and deletes this record and its files."""
+
+    study_uid = models.CharField(max_length=64)
+    series_uid = models.CharField(max_length=64, unique=True)
+    patient_id = models.CharField(max_length=64, blank=True)
+    patient_name = models.CharField(max_length=200, blank=True)
+    modality = models.CharField(max_length=16, blank=True)
+    series_description = models.CharField(max_length=255, blank=True)
+    study_date = models.DateField(null=True, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+    folder = models.CharField(max_length=255, help_text="Under MEDIA_ROOT: the files as received.")
+    calling_ae_title = models.CharField(max_length=16, blank=True)
+    received_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        verbose_name_plural = "incoming series"
+
+    def __str__(self) -> str:
+        return f"Incoming series {self.series_description or self.series_uid} ({self.patient_id or '?'})"
+
+
 def scan_upload_to(scan: Scan, filename: str) -> str:
     return f"scans/{scan.case_id}/{filename}"
 
@@ -117,6 +217,14 @@ class Scan(models.Model):
         max_length=255, blank=True, help_text="How the image was read, e.g. the frame used."
     )
     history = HistoricalRecords()
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, null=True, blank=True, related_name="slices")
+    instance_number = models.IntegerField(null=True, blank=True)
+    image_position = models.JSONField(null=True, blank=True, help_text="ImagePositionPatient, mm.")
+    image_orientation = models.JSONField(null=True, blank=True, help_text="ImageOrientationPatient.")
+    slice_index = models.PositiveIntegerField(null=True, blank=True, help_text="0-based, first to last.")
+    slice_position = models.FloatField(
+        null=True, blank=True, help_text="Offset along the slice normal in mm, from ImagePositionPatient."
+    )
 
     class Meta:
         ordering = ["-uploaded_at"]

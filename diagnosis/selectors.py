@@ -18,12 +18,14 @@ from diagnosis.models import (
     CLINICIANS_GROUP,
     AccessEvent,
     Case,
+    IncomingSeries,
     Patient,
     Prediction,
     PredictionLevel,
     Referral,
     Review,
     Scan,
+    Series,
 )
 
 
@@ -277,3 +279,23 @@ def case_history(*, case: Case) -> list[HistoryEntry]:
         for event in AccessEvent.objects.filter(case_id=case.pk).select_related("user")
     ]
     return sorted(entries, key=lambda entry: entry.at, reverse=True)
+
+
+def series_list(*, user: AbstractBaseUser) -> QuerySet[Series]:
+    queryset = Series.objects.select_related("case", "chosen_scan", "chosen_by").prefetch_related("slices")
+    return _scoped(queryset, user, "case")
+
+
+def series_get(*, user: AbstractBaseUser, pk: int) -> Series:
+    return _get(series_list(user=user), pk, "Series")
+
+
+def incoming_list(*, user: AbstractBaseUser) -> QuerySet[IncomingSeries]:
+    """Series received for no case wait for anyone who works with patient records to attach them."""
+    if user_sees_everything(user) or user_is_clinician(user):
+        return IncomingSeries.objects.all()
+    return IncomingSeries.objects.none()
+
+
+def incoming_get(*, user: AbstractBaseUser, pk: int) -> IncomingSeries:
+    return _get(incoming_list(user=user), pk, "Incoming series")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from diagnosis import views, views_sharing
+from diagnosis import dicom_views, views, views_sharing
 
 app_name = "diagnosis"
 
@@ -23,11 +23,15 @@ urlpatterns = [
     path("cases/<id:pk>/edit/", views.case_edit_page, name="case-edit"),
     path("cases/<id:pk>/upload/", views.case_upload, name="case-upload"),
     path("cases/<id:pk>/status.json", views.case_status, name="case-status"),
+    path("incoming/", dicom_views.incoming_page, name="incoming"),
+    path("incoming/<id:pk>/attach/", dicom_views.incoming_attach_page, name="incoming-attach"),
+    path("series/<id:pk>/slice/", dicom_views.series_slice, name="series-slice"),
     path("scans/<id:pk>/file", views.scan_file, name="scan-file"),
     path("scans/<id:pk>/preview", views.scan_preview, name="scan-preview"),
     path("predictions/<id:pk>/heatmap", views.prediction_heatmap, name="prediction-heatmap"),
     path("predictions/<id:pk>/review/", views.prediction_review, name="prediction-review"),
     path("predictions/<id:pk>/rerun/", views.prediction_rerun, name="prediction-rerun"),
+    path("predictions/<id:pk>/send-to-pacs/", dicom_views.prediction_send, name="prediction-send"),
     path("models/", views.model_list_page, name="model-list"),
     path("models/<id:pk>/", views.model_list_page, name="model-detail"),
     path("models/<id:pk>/plots/<str:name>", views.model_plot, name="model-plot"),

@@ -32,8 +32,8 @@ from diagnosis.forms import (
     RerunForm,
     ReviewForm,
 )
-from diagnosis.imaging import ImageRejected, load_model_view
-from diagnosis.models import AccessEvent, Case, Prediction, Review, Scan
+from diagnosis.imaging import DISPLAY_WINDOWS, ImageRejected, load_display_view
+from diagnosis.models import AccessEvent, Case, Prediction, Review, Scan, Series
 from diagnosis.selectors import (
     case_get,
     case_history,
@@ -48,6 +48,7 @@ from diagnosis.selectors import (
     referral_list_received,
     scan_get,
     scan_list,
+    series_list,
 )
 from diagnosis.services.access import case_referral_of, ensure_can_change_case, ensure_can_change_patient
 from diagnosis.services.cases import case_create, case_update
@@ -55,7 +56,7 @@ from diagnosis.services.history import access_record
 from diagnosis.services.patients import IDENTIFIER_TAKEN, patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
-from diagnosis.services.scans import scan_upload
+from diagnosis.services.series import FileOutcome, series_upload
 from ml.card import ModelCard
 from ml.errors import ArtifactError
 from ml.models import ModelVersion
@@ -66,6 +67,13 @@ SCAN_CONTENT_TYPES = {
     Scan.Format.JPEG: "image/jpeg",
     Scan.Format.DICOM: "application/dicom",
 }
+# The series viewer's window presets (diagnosis.imaging.DISPLAY_WINDOWS), as the page names them.
+WINDOW_PRESETS = [
+    ("default", "File"),
+    ("soft-tissue", "Soft tissue"),
+    ("fluid", "Fluid and discs"),
+    ("full", "Full range"),
+]
 # Plots an artifact folder may hold (ml.evaluation draws them); no other name is ever read from disk.
 KNOWN_PLOTS = {
     "roc_curve.png": "ROC curve (validation)",
@@ -128,14 +136,18 @@ def scan_file(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @clinician_page
 def scan_preview(request: HttpRequest, pk: int) -> HttpResponse:
-    """Browsers cannot show DICOM, so its view is rendered as PNG; other formats are served as stored."""
+    """Browsers cannot show DICOM, so its view is rendered as PNG, under one of the viewer's window presets
+    (`?window=`); other formats are served as stored."""
     scan = scan_get(user=request.user, pk=pk)
     if scan.format != Scan.Format.DICOM:
         return scan_file_response(scan, user=request.user, action=AccessEvent.Action.VIEW_SCAN)
+    window = request.GET.get("window", "default")
+    if window not in DISPLAY_WINDOWS:
+        raise Http404("No such window preset.")
     access_record(user=request.user, obj=scan, action=AccessEvent.Action.VIEW_SCAN)
     try:
         with scan.file.open("rb") as handle:
-            view = load_model_view(handle.read())
+            view = load_display_view(handle.read(), window=window)
     except (FileNotFoundError, ImageRejected):
         raise Http404("The scan cannot be shown.") from None
     buffer = io.BytesIO()
@@ -289,14 +301,39 @@ def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _case_scans(user, case: Case):
-    predictions = Prediction.objects.select_related("model_version", "requested_model").prefetch_related(
-        "reviews__reviewer", "levels"
-    )
     return (
         scan_list(user=user)
-        .filter(case=case)
-        .prefetch_related(Prefetch("predictions", queryset=predictions.order_by("-queued_at")))
+        .filter(case=case, series__isnull=True)
+        .prefetch_related(Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at")))
     )
+
+
+_PAGE_PREDICTIONS = Prediction.objects.select_related("model_version", "requested_model").prefetch_related(
+    "reviews__reviewer", "levels"
+)
+
+
+def _case_series(user, case: Case) -> list[Series]:
+    slices = Scan.objects.order_by("slice_index").prefetch_related(
+        Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at"))
+    )
+    series = (
+        series_list(user=user)
+        .filter(case=case)
+        .prefetch_related(None)
+        .prefetch_related(Prefetch("slices", queryset=slices))
+    )
+    for item in series:
+        item.ordered_slices = list(item.slices.all())
+        item.predictions = sorted(
+            (p for scan in item.ordered_slices for p in scan.predictions.all()),
+            key=lambda p: p.queued_at,
+            reverse=True,
+        )
+        item.chosen_index = next(
+            (s.slice_index for s in item.ordered_slices if s.pk == item.chosen_scan_id), 0
+        )
+    return list(series)
 
 
 def _my_opinion(opinions, user) -> Review | None:
@@ -318,26 +355,29 @@ def _render_case(
     # The owner and staff change the case; a referred clinician sees it and gives their own opinion.
     referral = case_referral_of(request.user, case)
     scans = list(_case_scans(request.user, case))
+    series = _case_series(request.user, case)
     for scan in scans:
         # The boxes drawn on the image: the newest finished prediction that located the levels.
         scan.located_levels = next(
             (list(p.levels.all()) for p in scan.predictions.all() if p.levels.all()), []
         )
         scan.box_font_size = max(12, round(max(scan.width, scan.height) / 30))
-        for prediction in scan.predictions.all():
-            prediction.opinions = prediction_opinions(prediction)
-            prediction.my_opinion = _my_opinion(prediction.opinions, request.user)
-            # Only its author amends a review: nobody else gets a form for it.
-            review = prediction.opinions.review
-            prediction.can_review = (
-                referral is not None or review is None or review.reviewer_id == request.user.pk
-            )
-            prediction.review_form = bound_forms.get(("review", prediction.pk)) or ReviewForm(
-                prefix=f"review-{prediction.pk}"
-            )
-            prediction.rerun_form = bound_forms.get(("rerun", prediction.pk)) or RerunForm(
-                prefix=f"rerun-{prediction.pk}"
-            )
+    predictions = [p for scan in scans for p in scan.predictions.all()]
+    predictions += [p for item in series for p in item.predictions]
+    for prediction in predictions:
+        prediction.opinions = prediction_opinions(prediction)
+        prediction.my_opinion = _my_opinion(prediction.opinions, request.user)
+        # Only its author amends a review: nobody else gets a form for it.
+        review = prediction.opinions.review
+        prediction.can_review = (
+            referral is not None or review is None or review.reviewer_id == request.user.pk
+        )
+        prediction.review_form = bound_forms.get(("review", prediction.pk)) or ReviewForm(
+            prefix=f"review-{prediction.pk}"
+        )
+        prediction.rerun_form = bound_forms.get(("rerun", prediction.pk)) or RerunForm(
+            prefix=f"rerun-{prediction.pk}"
+        )
     template = (
         "diagnosis/_scans.html" if request.GET.get("partial") == "scans" else "diagnosis/case_detail.html"
     )
@@ -346,6 +386,9 @@ def _render_case(
         "scans": scans,
         "referral": referral,
         "can_change": referral is None,
+        "series_list": series,
+        "window_presets": WINDOW_PRESETS,
+        "pacs_configured": bool(settings.LUMBAR_PACS_HOST),
         "max_upload_mb": settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024),
     }
     if template == "diagnosis/case_detail.html":
@@ -421,42 +464,55 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
+def _upload_result(outcome: FileOutcome) -> dict:
+    if outcome.error:
+        return {"name": outcome.name, "ok": False, "error": outcome.error}
+    prediction = outcome.prediction
+    result = {
+        "name": outcome.name,
+        "ok": True,
+        "created": outcome.created,
+        "scan": outcome.scan.pk,
+        "prediction": {"id": prediction.pk, "status": prediction.status} if prediction else None,
+    }
+    if outcome.series is not None:
+        result["series"] = {
+            "id": outcome.series.pk,
+            "description": outcome.series.series_description or outcome.series.series_uid,
+        }
+    return result
+
+
+def _upload_message(result: dict) -> str:
+    if "series" in result:
+        verb = "was added to" if result["created"] else "was already in"
+        return f"{result['name']} {verb} the series {result['series']['description']}."
+    verb = "uploaded; its prediction is queued" if result["created"] else "was already uploaded"
+    return f"{result['name']} {verb}."
+
+
 @require_POST
 @clinician_page
 def case_upload(request: HttpRequest, pk: int) -> HttpResponse:
-    """One result per file, so the page can show each file's outcome next to it."""
+    """All files in one go, so that the instances of a series become one series; one result per file (a
+    ZIP's members each count), so the page can show each file's outcome."""
     case = case_get(user=request.user, pk=pk)
     files = request.FILES.getlist("file")
-    results = []
-    for uploaded_file in files:
-        try:
-            outcome = scan_upload(user=request.user, case=case, uploaded_file=uploaded_file)
-        except ApplicationError as exc:
-            errors = [message for messages_ in exc.errors.values() for message in messages_]
-            results.append(
-                {"name": uploaded_file.name, "ok": False, "error": " ".join(errors) or exc.message}
-            )
-            continue
-        prediction = outcome.prediction
-        results.append(
-            {
-                "name": uploaded_file.name,
-                "ok": True,
-                "created": outcome.created,
-                "scan": outcome.scan.pk,
-                "prediction": {"id": prediction.pk, "status": prediction.status} if prediction else None,
-            }
-        )
-    if not files:
-        results.append({"name": "", "ok": False, "error": "Choose at least one file to upload."})
+    try:
+        outcome = series_upload(user=request.user, case=case, uploaded_files=files)
+        results = [_upload_result(file_outcome) for file_outcome in outcome.files]
+    except ApplicationError as exc:
+        error = " ".join(m for messages_ in exc.errors.values() for m in messages_) or exc.message
+        results = [{"name": f.name, "ok": False, "error": error} for f in files] or [
+            {"name": "", "ok": False, "error": error}
+        ]
     succeeded = [result for result in results if result["ok"]]
     if _wants_json(request):
         status = 201 if any(result.get("created") for result in succeeded) else 200 if succeeded else 400
         return JsonResponse({"results": results}, status=status)
     for result in results:
         if result["ok"]:
-            verb = "uploaded; its prediction is queued" if result["created"] else "was already uploaded"
-            messages.success(request, f"{result['name']} {verb}.")
+            messages.success(request, _upload_message(result))
         else:
             messages.error(request, f"{result['name'] or 'Upload'}: {result['error']}")
     return redirect("diagnosis:case-detail", pk=case.pk)

@@ -9,11 +9,12 @@ from datetime import UTC
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django_filters.constants import EMPTY_VALUES
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from diagnosis.models import Case, Patient, Prediction, Scan
+from diagnosis.models import Case, IncomingSeries, Patient, Prediction, Scan, Series
 from diagnosis.selectors import patient_search
 from ml.models import ModelVersion
 
@@ -144,6 +145,32 @@ class ScanFilter(django_filters.FilterSet):
         model = Scan
         fields: list[str] = []
         form = PeriodForm
+
+
+class SeriesFilter(django_filters.FilterSet):
+    plane = django_filters.ChoiceFilter(choices=Series.Plane.choices)
+    patient_mismatch = BooleanFilter(method="filter_patient_mismatch")
+    created_after, created_before = created_period("created_at")
+    ordering = Ordering("created_at", "study_date")
+
+    class Meta:
+        model = Series
+        fields: list[str] = []
+        form = PeriodForm
+
+    def filter_patient_mismatch(self, queryset, name, value):
+        mismatch = Q(patient_id_check=Series.PatientCheck.MISMATCH) | Q(
+            patient_name_check=Series.PatientCheck.MISMATCH
+        )
+        return queryset.filter(mismatch) if value else queryset.exclude(mismatch)
+
+
+class IncomingSeriesFilter(django_filters.FilterSet):
+    ordering = Ordering("received_at", "patient_id")
+
+    class Meta:
+        model = IncomingSeries
+        fields: list[str] = []
 
 
 class PredictionFilter(django_filters.FilterSet):

@@ -6,7 +6,17 @@ from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from diagnosis.models import Case, Patient, Prediction, PredictionLevel, Referral, Review, Scan
+from diagnosis.models import (
+    Case,
+    IncomingSeries,
+    Patient,
+    Prediction,
+    PredictionLevel,
+    Referral,
+    Review,
+    Scan,
+    Series,
+)
 from diagnosis.selectors import prediction_opinions
 from ml.models import ModelVersion
 
@@ -183,6 +193,7 @@ class ScanOutputSerializer(serializers.ModelSerializer):
             "series_description",
             "pixel_spacing",
             "note",
+            "series",
             "file_url",
             "predictions",
         ]
@@ -236,3 +247,76 @@ class HistoryEntrySerializer(serializers.Serializer):
     action = serializers.CharField(help_text="created, changed, deleted, or the access (view_case, …).")
     summary = serializers.CharField()
     changes = FieldChangeSerializer(many=True, help_text="For a change: each field's old and new value.")
+
+
+class SeriesSliceSerializer(serializers.ModelSerializer):
+    scan = serializers.IntegerField(source="pk")
+
+    class Meta:
+        model = Scan
+        fields = ["scan", "slice_index", "slice_position", "instance_number"]
+
+
+class SeriesOutputSerializer(serializers.ModelSerializer):
+    """What the files say (modality, description, study date, body part, orientation, slice count), the
+    result of checking them against the case's patient, and the slices in order."""
+
+    chosen_by = serializers.CharField(source="chosen_by.get_username", allow_null=True, default=None)
+    slice_count = serializers.SerializerMethodField()
+    slices = serializers.SerializerMethodField()
+    assessable = serializers.BooleanField()
+    patient_mismatch = serializers.BooleanField(
+        help_text="The file's PatientID or PatientName differs from the case's patient."
+    )
+
+    class Meta:
+        model = Series
+        fields = [
+            "id",
+            "case",
+            "study_uid",
+            "series_uid",
+            "modality",
+            "series_description",
+            "study_date",
+            "body_part",
+            "plane",
+            "ordered_by_geometry",
+            "slice_count",
+            "chosen_scan",
+            "chosen_by",
+            "assessable",
+            "not_assessable_reason",
+            "patient_id_check",
+            "patient_name_check",
+            "patient_mismatch",
+            "source",
+            "created_at",
+            "slices",
+        ]
+
+    def get_slice_count(self, series: Series) -> int:
+        return len(series.slices.all())
+
+    @extend_schema_field(SeriesSliceSerializer(many=True))
+    def get_slices(self, series: Series) -> list:
+        ordered = sorted(series.slices.all(), key=lambda scan: (scan.slice_index is None, scan.slice_index))
+        return SeriesSliceSerializer(ordered, many=True).data
+
+
+class IncomingSeriesOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = IncomingSeries
+        fields = [
+            "id",
+            "study_uid",
+            "series_uid",
+            "patient_id",
+            "patient_name",
+            "modality",
+            "series_description",
+            "study_date",
+            "instance_count",
+            "calling_ae_title",
+            "received_at",
+        ]

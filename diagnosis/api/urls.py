@@ -3,7 +3,7 @@ from csp.decorators import csp_replace
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from diagnosis.api import sharing, views
+from diagnosis.api import dicom_views, sharing, views
 
 app_name = "api"
 
@@ -23,11 +23,19 @@ urlpatterns = [
         sharing.CaseReferralDetailApi.as_view(),
         name="case-referral-detail",
     ),
+    path("v1/cases/<id:pk>/series/", dicom_views.CaseSeriesListApi.as_view(), name="case-series"),
+    path("v1/series/<id:pk>/", dicom_views.SeriesDetailApi.as_view(), name="series-detail"),
+    path("v1/series/<id:pk>/slice/", dicom_views.SeriesSliceApi.as_view(), name="series-slice"),
+    path("v1/incoming/", dicom_views.IncomingSeriesListApi.as_view(), name="incoming-list"),
+    path(
+        "v1/incoming/<id:pk>/attach/", dicom_views.IncomingSeriesAttachApi.as_view(), name="incoming-attach"
+    ),
     path("v1/scans/<id:pk>/", views.ScanDetailApi.as_view(), name="scan-detail"),
     path("v1/scans/<id:pk>/file", views.ScanFileApi.as_view(), name="scan-file"),
     path("v1/predictions/", views.PredictionListApi.as_view(), name="prediction-list"),
     path("v1/predictions/<id:pk>/", views.PredictionDetailApi.as_view(), name="prediction-detail"),
     path("v1/predictions/<id:pk>/heatmap", views.PredictionHeatmapApi.as_view(), name="prediction-heatmap"),
+    path("v1/predictions/<id:pk>/sr", dicom_views.PredictionReportApi.as_view(), name="prediction-sr"),
     path("v1/predictions/<id:pk>/rerun/", views.PredictionRerunApi.as_view(), name="prediction-rerun"),
     path("v1/predictions/<id:pk>/review/", views.PredictionReviewApi.as_view(), name="prediction-review"),
     path("v1/models/", views.ModelVersionListApi.as_view(), name="model-list"),

@@ -312,3 +312,18 @@ def ensure_done(prediction: Prediction) -> None:
         raise ApplicationError(
             "Only a finished prediction can be reviewed.", {"prediction": ["The prediction is not done yet."]}
         )
+
+
+def prediction_record_not_assessable(*, scan: Scan, reason: str) -> Prediction:
+    """A finished prediction that says why the model was not run on this scan (e.g. an axial series):
+    the clinician sees the reason where the result would be, and reviews it like any other."""
+    prediction = Prediction.objects.create(
+        scan=scan,
+        status=Prediction.Status.DONE,
+        label=Prediction.Label.NOT_ASSESSABLE,
+        reason=reason,
+        dispatched_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
+    case_refresh_status(case_id=scan.case_id)
+    return prediction

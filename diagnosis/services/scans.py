@@ -95,7 +95,7 @@ def _row_committed(scan: Scan) -> bool:
         return True
 
 
-def _scan_fields(inspected: InspectedImage) -> dict:
+def scan_fields(inspected: InspectedImage) -> dict:
     fields = {"format": inspected.format, "width": inspected.width, "height": inspected.height}
     if inspected.dicom is not None:
         info = inspected.dicom
@@ -107,18 +107,29 @@ def _scan_fields(inspected: InspectedImage) -> dict:
             series_description=(info.series_description or "")[:255],
             pixel_spacing=info.pixel_spacing,
             note=(info.note or "")[:255],
+            instance_number=info.instance_number,
+            image_position=list(info.image_position) if info.image_position else None,
+            image_orientation=list(info.image_orientation) if info.image_orientation else None,
         )
     return fields
 
 
-def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> UploadResult:
-    """Check the file completely, store it (DICOM de-identified) and queue its prediction, all or nothing.
-    The same bytes uploaded to the same case again return the existing scan."""
+@dataclass(frozen=True)
+class InspectedUpload:
+    original_name: str
+    inspected: InspectedImage
+
+
+def ensure_can_add_scans(user: AbstractBaseUser, case: Case) -> None:
     ensure_can_change_case(user, case)
     if case.status == Case.Status.CLOSED:
         raise ApplicationError(
             "The case is closed; reopen it to add scans.", {"case": ["The case is closed."]}
         )
+
+
+def scan_inspect(*, uploaded_file: File) -> InspectedUpload:
+    """Read and check one file completely (DICOM de-identified in memory); nothing is stored yet."""
     original_name = _clean_name(getattr(uploaded_file, "name", None))
     data = _read_limited(uploaded_file, settings.LUMBAR_MAX_UPLOAD_BYTES)
     try:
@@ -127,9 +138,22 @@ def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> U
         )
     except ImageRejected as exc:
         raise _refuse(f"{original_name}: {exc.message}", exc.code) from None
+    return InspectedUpload(original_name=original_name, inspected=inspected)
+
+
+def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> UploadResult:
+    """Check the file completely, store it (DICOM de-identified) and queue its prediction, all or nothing.
+    The same bytes uploaded to the same case again return the existing scan. One file is one scan, DICOM
+    included; the files of a series uploaded together become a series (diagnosis.services.series)."""
+    ensure_can_add_scans(user, case)
+    return scan_store(user=user, case=case, upload=scan_inspect(uploaded_file=uploaded_file))
+
+
+def scan_store(*, user: AbstractBaseUser, case: Case, upload: InspectedUpload) -> UploadResult:
+    """Store one checked file as a loose scan with its prediction queued."""
     # Safe to repeat: the same bytes in the same case are found again as a re-upload.
     return once_more_on_a_fresh_connection(
-        lambda: _store(user=user, case=case, original_name=original_name, inspected=inspected)
+        lambda: _store(user=user, case=case, original_name=upload.original_name, inspected=upload.inspected)
     )
 
 
@@ -144,7 +168,7 @@ def _store(
         original_name=original_name,
         sha256=inspected.sha256,
         uploaded_by=user,
-        **_scan_fields(inspected),
+        **scan_fields(inspected),
     )
     scan.file.save(
         f"{inspected.sha256}.{EXTENSIONS[inspected.format]}", ContentFile(inspected.stored_bytes), save=False

@@ -270,6 +270,7 @@ SPECTACULAR_SETTINGS = {
         "CaseStatusEnum": "diagnosis.models.Case.Status",
         "PredictionStatusEnum": "diagnosis.models.Prediction.Status",
         "LabelEnum": "diagnosis.models.Prediction.Label",
+        "PatientCheckEnum": "diagnosis.models.Series.PatientCheck",
     },
 }
 
@@ -315,6 +316,25 @@ LUMBAR_MAX_UPLOAD_BYTES = env.int("LUMBAR_MAX_UPLOAD_BYTES", default=50 * 1024 *
 LUMBAR_MAX_IMAGE_PIXELS = env.int("LUMBAR_MAX_IMAGE_PIXELS", default=40_000_000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+
+# DICOM network. `manage.py dicom_receiver` listens on LUMBAR_DICOM_PORT as LUMBAR_DICOM_AE_TITLE; callers
+# must address that title and, when LUMBAR_DICOM_ALLOWED_CALLERS lists AE titles, be one of them. A study
+# whose PatientID names a registered patient without an open case gets a new case owned by the account
+# LUMBAR_DICOM_RECEIVING_USER names; without one it waits in the incoming list. Results (a DICOM SR and the
+# heatmap as Secondary Capture) go to the PACS at LUMBAR_PACS_HOST:LUMBAR_PACS_PORT, AE LUMBAR_PACS_AE_TITLE.
+LUMBAR_DICOM_AE_TITLE = env.str("LUMBAR_DICOM_AE_TITLE", default="LUMBAR")
+LUMBAR_DICOM_PORT = env.int("LUMBAR_DICOM_PORT", default=11112)
+LUMBAR_DICOM_ALLOWED_CALLERS = env.list("LUMBAR_DICOM_ALLOWED_CALLERS", cast=str.strip, default=[])
+LUMBAR_DICOM_RECEIVING_USER = env.str("LUMBAR_DICOM_RECEIVING_USER", default="")
+LUMBAR_PACS_HOST = env.str("LUMBAR_PACS_HOST", default="")
+LUMBAR_PACS_PORT = env.int("LUMBAR_PACS_PORT", default=104)
+LUMBAR_PACS_AE_TITLE = env.str("LUMBAR_PACS_AE_TITLE", default="PACS")
+for _title in (LUMBAR_DICOM_AE_TITLE, LUMBAR_PACS_AE_TITLE, *LUMBAR_DICOM_ALLOWED_CALLERS):
+    if not 0 < len(_title.strip()) <= 16 or "\\" in _title:
+        raise ImproperlyConfigured(f"{_title!r} is not a DICOM AE title (1 to 16 characters, no backslash)")
+for _name in ("LUMBAR_DICOM_PORT", "LUMBAR_PACS_PORT"):
+    if not 0 < globals()[_name] < 65536:
+        raise ImproperlyConfigured(f"{_name} must be a TCP port (1 to 65535), got {globals()[_name]}")
 
 # Predictions left queued or running longer than this are queued again by the sweep.
 LUMBAR_PREDICTION_STALE_SECONDS = env.int("LUMBAR_PREDICTION_STALE_SECONDS", default=600)

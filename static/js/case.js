@@ -59,12 +59,14 @@
     if (reviewForm) reviewForm.hidden = p.status !== "done";
     const rerunForm = field(element, "rerun-form");
     if (rerunForm) rerunForm.hidden = !(p.status === "done" || p.status === "failed");
+    const sendForm = field(element, "send-form");
+    if (sendForm) sendForm.hidden = p.status !== "done";
     if (changed) liveNote.textContent = "Prediction " + p.id + ": " + p.status_display + (p.label_display ? ", " + p.label_display : "") + ".";
   }
 
   // New scans and predictions are inserted; the cards of scans whose prediction just finished are replaced,
   // so that the levels table and the boxes drawn on the image appear.
-  async function insertMissing(finishedScans) {
+  async function insertMissing(finishedScans = new Set()) {
     const response = await fetch(scans.dataset.partialUrl, { credentials: "same-origin" });
     if (!response.ok) return;
     const doc = new DOMParser().parseFromString(await response.text(), "text/html");
@@ -146,69 +148,110 @@
     }
   });
 
-  // Uploads: one request per file, one after another, each with its own progress bar and outcome. Only the
-  // case's owner has the form.
+  // Uploads: all files in one request, so that the slices of a DICOM series arrive together and become one
+  // series; one line per file (a ZIP's members each get one) with its own outcome. Only the case's
+  // owner has the form.
   const form = document.getElementById("upload-form");
   const input = document.getElementById("upload-files");
   const dropzone = document.getElementById("dropzone");
   const results = document.getElementById("upload-results");
 
-  function uploadOne(file) {
+  function listItem(name) {
     const item = document.createElement("li");
     item.className = "upload-item";
-    const name = document.createElement("span");
-    name.className = "upload-name";
-    name.textContent = file.name;
-    const progress = document.createElement("progress");
-    progress.max = 100;
-    progress.value = 0;
-    progress.setAttribute("aria-label", "Upload of " + file.name);
+    const label = document.createElement("span");
+    label.className = "upload-name";
+    label.textContent = name;
     const outcome = document.createElement("span");
     outcome.className = "upload-outcome";
-    outcome.textContent = "Waiting";
-    item.append(name, progress, outcome);
+    item.append(label, outcome);
     results.append(item);
-    return function send() {
-      return new Promise(function (resolve) {
-        const request = new XMLHttpRequest();
-        request.open("POST", form.action);
-        request.setRequestHeader("X-CSRFToken", csrfToken());
-        request.setRequestHeader("Accept", "application/json");
-        request.upload.addEventListener("progress", function (event) {
-          if (event.lengthComputable) progress.value = (event.loaded / event.total) * 100;
+    return item;
+  }
+
+  function describe(result) {
+    if (result.series) {
+      return (result.created ? "Added to series " : "Already in series ") + result.series.description;
+    }
+    return result.created ? "Uploaded; prediction queued" : "Already uploaded; showing the existing scan";
+  }
+
+  function showResult(result) {
+    const item = listItem(result.name || "Upload");
+    const outcome = item.querySelector(".upload-outcome");
+    if (result.ok) {
+      item.classList.add("ok");
+      outcome.textContent = describe(result);
+    } else {
+      item.classList.add("failed");
+      outcome.className = "upload-outcome error";
+      outcome.setAttribute("role", "alert");
+      outcome.textContent = result.error;
+    }
+  }
+
+  function showFailure(items, message) {
+    items.forEach(function (item) {
+      item.classList.add("failed");
+      const outcome = item.querySelector(".upload-outcome");
+      outcome.className = "upload-outcome error";
+      outcome.setAttribute("role", "alert");
+      outcome.textContent = message;
+    });
+  }
+
+  function send(files) {
+    const pending = files.map(function (file) {
+      const item = listItem(file.name);
+      const progress = document.createElement("progress");
+      progress.max = 100;
+      progress.value = 0;
+      progress.setAttribute("aria-label", "Upload of " + file.name);
+      item.querySelector(".upload-name").after(progress);
+      item.querySelector(".upload-outcome").textContent = "Uploading";
+      return item;
+    });
+    return new Promise(function (resolve) {
+      const request = new XMLHttpRequest();
+      request.open("POST", form.action);
+      request.setRequestHeader("X-CSRFToken", csrfToken());
+      request.setRequestHeader("Accept", "application/json");
+      request.upload.addEventListener("progress", function (event) {
+        if (!event.lengthComputable) return;
+        pending.forEach(function (item) {
+          item.querySelector("progress").value = (event.loaded / event.total) * 100;
         });
-        request.addEventListener("load", function () {
-          let result = null;
-          try {
-            result = JSON.parse(request.responseText).results[0];
-          } catch (error) {
-            result = null;
-          }
-          if (result && result.ok) {
-            progress.value = 100;
-            item.classList.add("ok");
-            outcome.textContent = result.created ? "Uploaded; prediction queued" : "Already uploaded; showing the existing scan";
-          } else {
-            item.classList.add("failed");
-            outcome.className = "upload-outcome error";
-            outcome.setAttribute("role", "alert");
-            outcome.textContent = (result && result.error) || "Upload failed (HTTP " + request.status + ").";
-          }
-          resolve(Boolean(result && result.ok));
-        });
-        request.addEventListener("error", function () {
-          item.classList.add("failed");
-          outcome.className = "upload-outcome error";
-          outcome.setAttribute("role", "alert");
-          outcome.textContent = "Network error; the file was not uploaded.";
-          resolve(false);
-        });
-        outcome.textContent = "Uploading";
-        const body = new FormData();
-        body.append("file", file);
-        request.send(body);
       });
-    };
+      request.addEventListener("load", function () {
+        let answer = null;
+        try {
+          answer = JSON.parse(request.responseText).results;
+        } catch (error) {
+          answer = null;
+        }
+        if (!answer) {
+          showFailure(pending, "Upload failed (HTTP " + request.status + ").");
+          resolve(false);
+          return;
+        }
+        pending.forEach(function (item) {
+          item.remove();
+        });
+        answer.forEach(showResult);
+        resolve(answer.some(function (result) {
+          return result.ok;
+        }));
+      });
+      request.addEventListener("error", function () {
+        showFailure(pending, "Network error; the files were not uploaded.");
+        resolve(false);
+      });
+      const body = new FormData();
+      files.forEach(function (file) {
+        body.append("file", file);
+      });
+      request.send(body);
+    });
   }
 
   async function uploadAll(files) {
@@ -221,16 +264,11 @@
       results.append(item);
       return;
     }
-    const senders = files.map(uploadOne);
     input.value = "";
-    let any = false;
-    for (const send of senders) {
-      if (await send()) {
-        any = true;
-        await insertMissing(new Set());
-      }
+    if (await send(files)) {
+      await insertMissing();
+      poll();
     }
-    if (any) poll();
   }
 
   if (hasPending()) schedule();

@@ -14,3 +14,11 @@ def live_server_without_media_handler():
     testcases._MediaFilesHandler = lambda application: application
     yield
     testcases._MediaFilesHandler = original
+
+
+# The browser and its CSP listener, defined with the first browser test, for every test in this folder.
+from tests.browser.test_case_workflow import (  # noqa: E402, F401
+    browser_page,
+    csp_violations,
+    screenshots_folder,
+)
