@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET, require_POST
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Case
 from diagnosis.selectors import case_list, incoming_get, incoming_list, prediction_get, series_get
+from diagnosis.services.dicom_reports import prediction_send_to_pacs
 from diagnosis.services.receiving import incoming_attach
-from diagnosis.services.reports import prediction_send_to_pacs
 from diagnosis.services.series import series_choose_slice
 from diagnosis.views import clinician_page
 

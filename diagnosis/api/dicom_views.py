@@ -29,8 +29,8 @@ from diagnosis.selectors import (
     series_list,
 )
 from diagnosis.services.database import once_more_on_a_fresh_connection
+from diagnosis.services.dicom_reports import dicom_bytes, prediction_dicom_results
 from diagnosis.services.receiving import incoming_attach
-from diagnosis.services.reports import dicom_bytes, prediction_dicom_results
 from diagnosis.services.series import series_choose_slice, series_upload
 
 

@@ -17,7 +17,7 @@ from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Prediction, PredictionLevel, Review, Series
-from diagnosis.services.reports import dicom_bytes, prediction_dicom_results, prediction_send_to_pacs
+from diagnosis.services.dicom_reports import dicom_bytes, prediction_dicom_results, prediction_send_to_pacs
 from diagnosis.services.series import series_upload
 from tests.dicom_data import dicom_bytes as instance_bytes
 from tests.dicom_data import mr_series

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from diagnosis.dicom.sender import Destination
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Prediction
-from diagnosis.services.reports import prediction_send_to_pacs
+from diagnosis.services.dicom_reports import prediction_send_to_pacs
 
 
 class Command(BaseCommand):
