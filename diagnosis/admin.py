@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from diagnosis.models import Case, Patient, Prediction, Review, Scan
+from diagnosis.models import Case, CaseReport, Patient, Prediction, Review, Scan
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -27,6 +27,21 @@ class ScanInline(ReadOnlyInline):
     model = Scan
     fields = ("original_name", "format", "width", "height", "uploaded_by", "uploaded_at")
     readonly_fields = fields
+
+
+class CaseReportInline(ReadOnlyInline):
+    model = CaseReport
+    fields = (
+        "version",
+        "signed_by",
+        "signed_at",
+        "conclusion",
+        "reopened_by",
+        "reopened_at",
+        "reopen_reason",
+    )
+    readonly_fields = fields
+    show_change_link = False
 
 
 class PredictionInline(ReadOnlyInline):
@@ -56,8 +71,9 @@ class CaseAdmin(admin.ModelAdmin):
     search_fields = ("patient__identifier", "patient__name", "clinical_question", "notes")
     list_select_related = ("patient", "owner")
     autocomplete_fields = ("patient",)
-    readonly_fields = ("created_at", "updated_at")
-    inlines = [ScanInline]
+    # The status follows the predictions, the sign-off and the reopen (services.signoff), never an edit.
+    readonly_fields = ("status", "created_at", "updated_at")
+    inlines = [CaseReportInline, ScanInline]
 
 
 @admin.register(Scan)

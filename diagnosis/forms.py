@@ -5,7 +5,7 @@ from collections.abc import Callable
 from django import forms
 
 from diagnosis.errors import ApplicationError
-from diagnosis.models import Case, Patient, Prediction, Review
+from diagnosis.models import Patient, Prediction, Review
 from ml.models import ModelVersion
 
 
@@ -50,11 +50,6 @@ class CaseCreateForm(ServiceForm):
     notes = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
 
 
-class CaseEditForm(CaseCreateForm):
-    status = forms.ChoiceField(choices=Case.Status.choices)
-    field_order = ["status", "clinical_question", "notes"]
-
-
 class ReviewForm(ServiceForm):
     decision = forms.ChoiceField(choices=Review.Decision.choices, widget=forms.RadioSelect)
     final_label = forms.ChoiceField(
@@ -72,3 +67,24 @@ class RerunForm(ServiceForm):
         empty_label="The active model",
         label="Re-run with",
     )
+
+
+class SignOffForm(ServiceForm):
+    conclusion = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=10_000,
+        help_text="The conclusion printed on the signed report.",
+    )
+
+
+class ReopenForm(ServiceForm):
+    reason = forms.CharField(
+        label="Reason for reopening",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        help_text="Kept with the report version it reopens; the next sign-off amends it.",
+    )
+
+
+class NotUsedForm(ServiceForm):
+    reason = forms.CharField(label="Why is it not used?", max_length=2000)

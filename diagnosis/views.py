@@ -21,13 +21,24 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
-from diagnosis.errors import ApplicationError, NotFound, PermissionDenied
-from diagnosis.forms import CaseCreateForm, CaseEditForm, PatientForm, RerunForm, ReviewForm
+from diagnosis.errors import ApplicationError, Conflict, NotFound, PermissionDenied
+from diagnosis.forms import (
+    CaseCreateForm,
+    NotUsedForm,
+    PatientForm,
+    ReopenForm,
+    RerunForm,
+    ReviewForm,
+    SignOffForm,
+)
 from diagnosis.imaging import ImageRejected, load_model_view
-from diagnosis.models import Case, Prediction, Review, Scan
+from diagnosis.models import Case, CaseReport, Prediction, Review, Scan
 from diagnosis.selectors import (
     case_get,
     case_list,
+    case_report_get,
+    case_report_list,
+    case_sign_off_blockers,
     patient_get,
     patient_list,
     prediction_get,
@@ -40,6 +51,12 @@ from diagnosis.services.patients import patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
 from diagnosis.services.scans import scan_upload
+from diagnosis.services.signoff import (
+    case_reopen,
+    case_sign_off,
+    prediction_mark_not_used,
+    prediction_use_again,
+)
 from ml.models import ModelVersion
 from ml.registry import artifact_dir_for
 
@@ -98,6 +115,11 @@ def heatmap_response(prediction: Prediction) -> FileResponse:
     return _file_response(prediction.heatmap, "image/png", f"prediction-{prediction.pk}-heatmap.png")
 
 
+def report_response(report: CaseReport) -> FileResponse:
+    filename = f"case-{report.case_id}-report-v{report.version}.pdf"
+    return _file_response(report.file, "application/pdf", filename, as_attachment=True)
+
+
 @require_GET
 @clinician_page
 def scan_file(request: HttpRequest, pk: int) -> HttpResponse:
@@ -133,8 +155,8 @@ def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @clinician_page
 def worklist(request: HttpRequest) -> HttpResponse:
-    open_cases = case_list(user=request.user).exclude(status=Case.Status.CLOSED)
-    predictions = prediction_list(user=request.user).exclude(scan__case__status=Case.Status.CLOSED)
+    open_cases = case_list(user=request.user).exclude(status=Case.Status.SIGNED_OFF)
+    predictions = prediction_list(user=request.user).exclude(scan__case__status=Case.Status.SIGNED_OFF)
     waiting = predictions.filter(status=Prediction.Status.DONE, review__isnull=True).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
     counts = {
@@ -220,8 +242,8 @@ def case_create_page(request: HttpRequest, pk: int) -> HttpResponse:
 @clinician_page
 def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
     case = case_get(user=request.user, pk=pk)
-    initial = {"status": case.status, "clinical_question": case.clinical_question, "notes": case.notes}
-    form = CaseEditForm(request.POST or None, initial=initial)
+    initial = {"clinical_question": case.clinical_question, "notes": case.notes}
+    form = CaseCreateForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.submit(case_update, user=request.user, case=case):
         messages.success(request, "Case saved.")
         return redirect("diagnosis:case-detail", pk=case.pk)
@@ -230,7 +252,9 @@ def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _case_scans(user, case: Case):
-    predictions = Prediction.objects.select_related("model_version", "requested_model", "review__reviewer")
+    predictions = Prediction.objects.select_related(
+        "model_version", "requested_model", "review__reviewer", "exclusion__excluded_by"
+    )
     return (
         scan_list(user=user)
         .filter(case=case)
@@ -242,19 +266,35 @@ def _render_case(request: HttpRequest, case: Case, *, bound_forms: dict | None =
     bound_forms = bound_forms or {}
     scans = list(_case_scans(request.user, case))
     for scan in scans:
-        for prediction in scan.predictions.all():
+        for index, prediction in enumerate(scan.predictions.all()):
+            prediction.is_current = index == 0  # the latest run of the scan; earlier ones are superseded
             prediction.review_form = bound_forms.get(("review", prediction.pk)) or ReviewForm(
                 prefix=f"review-{prediction.pk}"
             )
             prediction.rerun_form = bound_forms.get(("rerun", prediction.pk)) or RerunForm(
                 prefix=f"rerun-{prediction.pk}"
             )
+            prediction.not_used_form = bound_forms.get(("not-used", prediction.pk)) or NotUsedForm(
+                prefix=f"not-used-{prediction.pk}"
+            )
     template = (
         "diagnosis/_scans.html" if request.GET.get("partial") == "scans" else "diagnosis/case_detail.html"
     )
+    signed_off = case.status == Case.Status.SIGNED_OFF
+    if signed_off:
+        # The forms of a signed-off case are not on its page, so their refusals are told here.
+        for key, form in bound_forms.items():
+            if key != "reopen":
+                for error in form.non_field_errors():
+                    messages.error(request, error)
     context = {
         "case": case,
         "scans": scans,
+        "signed_off": signed_off,
+        "reports": list(case_report_list(case=case)),
+        "blockers": [] if signed_off else case_sign_off_blockers(case=case),
+        "sign_off_form": bound_forms.get("sign-off") or SignOffForm(),
+        "reopen_form": bound_forms.get("reopen") or ReopenForm(),
         "max_upload_mb": settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024),
     }
     return render(request, template, context, status=status)
@@ -388,6 +428,68 @@ def prediction_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_case(
         request, prediction.scan.case, bound_forms={("rerun", prediction.pk): form}, status=400
     )
+
+
+@require_POST
+@clinician_page
+def prediction_not_used(request: HttpRequest, pk: int) -> HttpResponse:
+    prediction = prediction_get(user=request.user, pk=pk)
+    form = NotUsedForm(request.POST, prefix=f"not-used-{prediction.pk}")
+    if form.submit(prediction_mark_not_used, user=request.user, prediction=prediction):
+        messages.success(request, "Marked not used: sign-off no longer waits for its review.")
+        return redirect(_case_anchor(prediction))
+    return _render_case(
+        request, prediction.scan.case, bound_forms={("not-used", prediction.pk): form}, status=400
+    )
+
+
+@require_POST
+@clinician_page
+def prediction_use_again_page(request: HttpRequest, pk: int) -> HttpResponse:
+    prediction = prediction_get(user=request.user, pk=pk)
+    try:
+        prediction_use_again(user=request.user, prediction=prediction)
+    except Conflict as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The prediction is used again: sign-off waits for its review.")
+    return redirect(_case_anchor(prediction))
+
+
+# Sign-off and reports ------------------------------------------------------------------------------------
+
+
+@require_POST
+@clinician_page
+def case_sign_off_page(request: HttpRequest, pk: int) -> HttpResponse:
+    case = case_get(user=request.user, pk=pk)
+    form = SignOffForm(request.POST)
+    if report := form.submit(case_sign_off, user=request.user, case=case):
+        messages.success(request, f"Case signed off; report version {report.version} is ready.")
+        return redirect("diagnosis:case-detail", pk=case.pk)
+    return _render_case(request, case, bound_forms={"sign-off": form}, status=400)
+
+
+@require_POST
+@clinician_page
+def case_reopen_page(request: HttpRequest, pk: int) -> HttpResponse:
+    case = case_get(user=request.user, pk=pk)
+    form = ReopenForm(request.POST)
+    if form.submit(case_reopen, user=request.user, case=case):
+        messages.success(request, "Case reopened; sign it off again to issue the amended report.")
+        return redirect("diagnosis:case-detail", pk=case.pk)
+    return _render_case(request, case, bound_forms={"reopen": form}, status=400)
+
+
+@require_GET
+@clinician_page
+def case_report(request: HttpRequest, pk: int) -> HttpResponse:
+    """The latest signed report of the case, or ?version=N."""
+    case = case_get(user=request.user, pk=pk)
+    version = request.GET.get("version")
+    if version is not None and not (version.isdigit() and 0 < len(version) < 10):
+        raise Http404("No such report version.")
+    return report_response(case_report_get(case=case, version=int(version) if version else None))
 
 
 # Models --------------------------------------------------------------------------------------------------

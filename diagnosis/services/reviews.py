@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Prediction, Review
 from diagnosis.services.access import ensure_can_change_case
-from diagnosis.services.cases import case_refresh_status
+from diagnosis.services.cases import case_lock_open, case_refresh_status
 from diagnosis.services.predictions import ensure_done
 
 
@@ -20,6 +20,16 @@ def review_create(
 ) -> Review:
     """Agree keeps the model's label; override must name a different one."""
     ensure_can_change_case(user, prediction.scan.case)
+    with transaction.atomic():
+        case_lock_open(case_id=prediction.scan.case_id)
+        return _review_create(
+            user=user, prediction=prediction, decision=decision, final_label=final_label, comment=comment
+        )
+
+
+def _review_create(
+    *, user: AbstractBaseUser, prediction: Prediction, decision: str, final_label: str | None, comment: str
+) -> Review:
     ensure_done(prediction)
     if decision == Review.Decision.AGREE:
         if final_label and final_label != prediction.label:

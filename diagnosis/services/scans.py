@@ -12,7 +12,8 @@ from django.db import IntegrityError, connection, transaction
 from diagnosis.errors import ApplicationError
 from diagnosis.imaging import ImageRejected, InspectedImage, inspect_upload
 from diagnosis.models import Case, Prediction, Scan
-from diagnosis.services.access import ensure_can_change_case
+from diagnosis.services.access import ensure_can_change_case, ensure_case_open
+from diagnosis.services.cases import case_lock_open
 from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS, once_more_on_a_fresh_connection
 from diagnosis.services.predictions import prediction_create
 
@@ -115,10 +116,7 @@ def scan_upload(*, user: AbstractBaseUser, case: Case, uploaded_file: File) -> U
     """Check the file completely, store it (DICOM de-identified) and queue its prediction, all or nothing.
     The same bytes uploaded to the same case again return the existing scan."""
     ensure_can_change_case(user, case)
-    if case.status == Case.Status.CLOSED:
-        raise ApplicationError(
-            "The case is closed; reopen it to add scans.", {"case": ["The case is closed."]}
-        )
+    ensure_case_open(case)
     original_name = _clean_name(getattr(uploaded_file, "name", None))
     data = _read_limited(uploaded_file, settings.LUMBAR_MAX_UPLOAD_BYTES)
     try:
@@ -151,6 +149,7 @@ def _store(
     )
     try:
         with transaction.atomic():
+            case_lock_open(case_id=case.pk)
             scan.save()
             prediction = prediction_create(scan=scan)
     except IntegrityError:

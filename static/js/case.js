@@ -52,7 +52,9 @@
     }
     const reviewForm = field(element, "review-form");
     if (reviewForm) reviewForm.hidden = !(p.status === "done" && !p.review);
-    field(element, "rerun-form").hidden = !(p.status === "done" || p.status === "failed");
+    // A signed-off case has no review or re-run forms on its page.
+    const rerunForm = field(element, "rerun-form");
+    if (rerunForm) rerunForm.hidden = !(p.status === "done" || p.status === "failed");
     if (changed) liveNote.textContent = "Prediction " + p.id + ": " + p.status_display + (p.label_display ? ", " + p.label_display : "") + ".";
   }
 
@@ -129,8 +131,12 @@
     }
   });
 
+  if (hasPending()) schedule();
+
   // Uploads: one request per file, one after another, each with its own progress bar and outcome.
+  // A signed-off case has no upload form.
   const form = document.getElementById("upload-form");
+  if (!form) return;
   const input = document.getElementById("upload-files");
   const dropzone = document.getElementById("dropzone");
   const results = document.getElementById("upload-results");
@@ -234,6 +240,4 @@
     event.preventDefault();
     uploadAll(Array.from(event.dataTransfer.files));
   });
-
-  if (hasPending()) schedule();
 })();

@@ -5,7 +5,7 @@ from tests.factories import CaseFactory, PredictionFactory, ScanFactory
 
 def test_worklist_shows_my_open_cases_waiting_reviews_failures_and_counts(client, clinician):
     case = CaseFactory(owner=clinician, patient__identifier="P-OPEN")
-    CaseFactory(owner=clinician, status="closed", patient__identifier="P-CLOSED")
+    CaseFactory(owner=clinician, status="signed_off", patient__identifier="P-SIGNED")
     CaseFactory(patient__identifier="P-OTHERS")
     waiting = PredictionFactory(
         scan=ScanFactory(case=case, original_name="waiting.png"), status="done", label="ddd", probability=0.8
@@ -17,7 +17,7 @@ def test_worklist_shows_my_open_cases_waiting_reviews_failures_and_counts(client
     response = client.get("/")
     html = response.content.decode()
     assert response.status_code == 200
-    assert "P-OPEN" in html and "P-CLOSED" not in html and "P-OTHERS" not in html
+    assert "P-OPEN" in html and "P-SIGNED" not in html and "P-OTHERS" not in html
     assert f"#prediction-{waiting.pk}" in html and "no active model" in html
     counts = response.context["counts"]
     assert counts == {"open_cases": 1, "awaiting_review": 1, "in_progress": 0, "failed": 1}
