@@ -23,6 +23,6 @@ def ensure_case_open(case: Case) -> None:
     """A signed-off case is the record its report was made from: nothing in it changes until reopened."""
     if case.status == Case.Status.SIGNED_OFF:
         raise Conflict(
-            "The case is signed off; reopen it, with a reason, to change it.",
-            {"case": ["The case is signed off."]},
+            "The case is signed off.",
+            {"case": ["The case is signed off; reopen it, with a reason, to change it."]},
         )

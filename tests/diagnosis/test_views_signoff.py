@@ -88,9 +88,9 @@ def test_sign_off_locks_the_page_and_reopen_needs_a_reason(logged_in, case, pred
     stale = logged_in.post(
         f"/predictions/{unreviewed.pk}/review/", {f"review-{unreviewed.pk}-decision": "agree"}
     )
-    assert stale.status_code == 400 and "The case is signed off." in stale.content.decode()
+    assert stale.status_code == 400 and "The case is signed off; reopen it" in stale.content.decode()
     rerun = logged_in.post(f"/predictions/{prediction.pk}/rerun/", {})
-    assert rerun.status_code == 400 and "The case is signed off." in rerun.content.decode()
+    assert rerun.status_code == 400 and "The case is signed off; reopen it" in rerun.content.decode()
     upload = logged_in.post(
         f"/cases/{case.pk}/upload/",
         {"file": SimpleUploadedFile("late.png", png_bytes(value=7))},
