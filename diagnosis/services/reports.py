@@ -20,7 +20,7 @@ from diagnosis.selectors import case_current_predictions
 
 # Importing WeasyPrint turns on Pillow's process-wide LOAD_TRUNCATED_IMAGES, which would let a truncated
 # upload decode "successfully" (diagnosis.imaging refuses to validate with it on). It is turned off again
-# here, at import, before any request: the report only embeds complete PNGs this module wrote itself.
+# here, at import, before any request: the report only embeds complete images this module encoded itself.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 # Large enough to read on paper (two images side by side on A4), small enough to keep the PDF light.
@@ -68,10 +68,12 @@ def _levels(prediction: Prediction | None) -> list[ReportLevel]:
 
 
 def _data_uri(image: Image.Image) -> str:
+    """JPEG: WeasyPrint embeds it as it is, where a PNG would be decoded and compressed again (most of
+    the time a sign-off took); at this quality the print is indistinguishable."""
     image.thumbnail((REPORT_IMAGE_PIXELS, REPORT_IMAGE_PIXELS))
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    image.save(buffer, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _scan_image(scan: Scan) -> str | None:

@@ -113,7 +113,7 @@ def test_an_amendment_says_what_it_amends_and_why(signed_case, clinician):
 def test_the_report_loads_nothing_from_outside(signed_case):
     html = report_html(report=signed_case, amends=None)
     sources = re.findall(r'(?:src|href)="([^"]*)"', html)
-    assert sources and all(source.startswith("data:image/png;base64,") for source in sources)
+    assert sources and all(source.startswith("data:image/jpeg;base64,") for source in sources)
     assert "url(" not in html
 
 
