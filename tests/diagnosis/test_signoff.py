@@ -3,12 +3,16 @@ the case, and a reopen with a reason lets the next sign-off add the next report 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 
 from diagnosis.errors import ApplicationError, Conflict, NotFound
 from diagnosis.models import Case, CaseReport, PredictionExclusion, Review
 from diagnosis.selectors import case_sign_off_blockers
+from diagnosis.services import signoff
 from diagnosis.services.cases import case_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
@@ -171,3 +175,50 @@ def test_case_status_is_no_longer_set_by_an_edit(clinician, prediction):
     with pytest.raises(ApplicationError) as refused:
         case_update(user=clinician, case=case, status=Case.Status.SIGNED_OFF)
     assert "sign-off" in refused.value.errors["status"][0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_review_that_arrives_during_the_sign_off_waits_for_it_and_is_refused(monkeypatch):
+    from tests.factories import ClinicianFactory
+
+    clinician = ClinicianFactory()
+    prediction = done_prediction(clinician)
+    case = prediction.scan.case
+    late = PredictionFactory(scan=ScanFactory(case=case), status="done", label="ddd", probability=0.7)
+    reviewed(prediction, clinician)
+    prediction_mark_not_used(user=clinician, prediction=late, reason="Wrong slice.")
+    rendering, release = threading.Event(), threading.Event()
+    render = signoff.report_render
+
+    def slow_render(**kwargs):
+        rendering.set()
+        release.wait(30)
+        return render(**kwargs)
+
+    monkeypatch.setattr(signoff, "report_render", slow_render)
+    outcomes: dict[str, object] = {}
+
+    def in_thread(name, action):
+        def run():
+            try:
+                outcomes[name] = action()
+            except Exception as exc:  # the outcome under test, whatever it is
+                outcomes[name] = exc
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    signing = in_thread("sign-off", lambda: case_sign_off(user=clinician, case=case, conclusion="Done."))
+    assert rendering.wait(30)
+    reviewing = in_thread("review", lambda: review_create(user=clinician, prediction=late, decision="agree"))
+    reviewing.join(1.0)
+    assert reviewing.is_alive(), "the review did not wait for the sign-off"
+    release.set()
+    signing.join(60)
+    reviewing.join(60)
+    assert isinstance(outcomes["sign-off"], CaseReport)
+    assert isinstance(outcomes["review"], Conflict), outcomes["review"]
+    assert not Review.objects.filter(prediction=late).exists()
