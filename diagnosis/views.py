@@ -345,8 +345,14 @@ def case_status(request: HttpRequest, pk: int) -> JsonResponse:
         .select_related("requested_model", "review__reviewer")
         .order_by("-queued_at")
     )
+    signed_off = case.status == Case.Status.SIGNED_OFF
     data = {
-        "case": {"id": case.pk, "status": case.status, "status_display": case.get_status_display()},
+        "case": {
+            "id": case.pk,
+            "status": case.status,
+            "status_display": case.get_status_display(),
+            "sign_off_blockers": [] if signed_off else case_sign_off_blockers(case=case),
+        },
         "predictions": [_prediction_state(prediction) for prediction in predictions],
     }
     return JsonResponse(data)

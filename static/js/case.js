@@ -58,6 +58,20 @@
     if (changed) liveNote.textContent = "Prediction " + p.id + ": " + p.status_display + (p.label_display ? ", " + p.label_display : "") + ".";
   }
 
+  // What keeps the case from being signed off changes as predictions finish (absent once signed off).
+  function showBlockers(blockers) {
+    const box = document.getElementById("sign-off-blockers");
+    if (!box) return;
+    const list = box.querySelector("ul");
+    list.replaceChildren(...blockers.map(function (text) {
+      const item = document.createElement("li");
+      item.textContent = text;
+      return item;
+    }));
+    box.hidden = blockers.length === 0;
+    document.getElementById("sign-off-ready").hidden = blockers.length > 0;
+  }
+
   async function insertMissing() {
     const response = await fetch(scans.dataset.partialUrl, { credentials: "same-origin" });
     if (!response.ok) return;
@@ -100,6 +114,7 @@
       const caseStatus = document.getElementById("case-status");
       caseStatus.textContent = data.case.status_display;
       caseStatus.className = "badge status-" + data.case.status;
+      showBlockers(data.case.sign_off_blockers);
       if (missing) await insertMissing();
     } catch (error) {
       liveNote.textContent = "Live updates paused (" + error.message + "); retrying.";

@@ -158,6 +158,7 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     label = prediction.locator('[data-field="label"]').inner_text()
     assert label in {"Normal", "Degenerative disc disease"}
     expect(prediction.locator('[data-field="probability"]')).to_contain_text("P(DDD)")
+    expect(page.locator("#sign-off-blockers")).to_contain_text("1 prediction not reviewed")
     shot(page, "05-prediction-done")
 
     page.get_by_role("button", name="Show heatmap").click()

@@ -42,10 +42,16 @@ def agree(client, prediction):
 def test_the_open_case_page_says_what_blocks_sign_off(logged_in, case, prediction):
     PredictionFactory(scan=ScanFactory(case=case), status="failed", error="no active model")
     html = page(logged_in, case)
-    assert "Sign-off waits for:" in html
+    assert "Sign-off waits for:" in html and 'id="sign-off-ready" hidden' in html
     assert "1 prediction not reviewed: review or mark not used." in html
     assert "1 prediction failed: re-run or mark not used." in html
     assert 'id="upload-form"' in html and "Save review" in html and "Mark not used" in html
+
+    live = logged_in.get(f"/cases/{case.pk}/status.json").json()["case"]["sign_off_blockers"]
+    assert live == [
+        "1 prediction not reviewed: review or mark not used.",
+        "1 prediction failed: re-run or mark not used.",
+    ]
 
     refused = logged_in.post(f"/cases/{case.pk}/sign-off/", {"conclusion": "Too soon."})
     assert refused.status_code == 400
@@ -64,7 +70,8 @@ def test_not_used_with_a_reason_then_used_again(logged_in, case, prediction):
     )
     assert logged_in.post(url, {f"not-used-{prediction.pk}-reason": "Motion artefact."}).status_code == 302
     html = page(logged_in, case)
-    assert "Motion artefact." in html and "Use it again" in html and "Sign-off waits for:" not in html
+    assert "Motion artefact." in html and "Use it again" in html
+    assert 'id="sign-off-blockers" role="status" hidden' in html and 'id="sign-off-ready" hidden' not in html
     assert logged_in.post(f"/predictions/{prediction.pk}/use-again/").status_code == 302
     assert not PredictionExclusion.objects.exists()
     assert "1 prediction not reviewed" in page(logged_in, case)
