@@ -120,3 +120,38 @@ def test_the_report_loads_nothing_from_outside(signed_case):
 def test_rendering_leaves_pillow_strict_about_truncated_images(signed_case):
     # WeasyPrint turns this on when imported; upload validation depends on it being off.
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def test_dicom_and_16_bit_uploads_are_printed_as_the_case_page_shows_them(clinician, tmp_path):
+    import io
+
+    import numpy as np
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from PIL import Image
+    from pydicom.data import get_testdata_file
+
+    from diagnosis.services.scans import scan_upload
+    from tests.factories import CaseFactory
+
+    case = CaseFactory(owner=clinician)
+    ramp = np.linspace(0, 4095, 48 * 48, dtype=np.uint16).reshape(48, 48)
+    sixteen_bit = io.BytesIO()
+    Image.fromarray(ramp).save(sixteen_bit, format="PNG")
+    dicom = open(get_testdata_file("MR_small.dcm", download=False), "rb").read()
+    for name, data in [("ramp16.png", sixteen_bit.getvalue()), ("mr.dcm", dicom)]:
+        result = scan_upload(user=clinician, case=case, uploaded_file=SimpleUploadedFile(name, data))
+        prediction_mark_not_used(user=clinician, prediction=result.prediction, reason="Not run in this test.")
+    report = case_sign_off(user=clinician, case=case, conclusion="Images only.")
+    assert "mr.dcm" in pdf_text(report) and "ramp16.png" in pdf_text(report)
+    listing = subprocess.run(
+        ["pdfimages", "-list", report.file.path], check=True, capture_output=True, text=True
+    )
+    rows = [line.split() for line in listing.stdout.strip().splitlines()[2:]]
+    # page num type width height color comp bpc enc: two 8-bit greyscale JPEGs, the ramp stretched to 8 bits.
+    assert [(row[3], row[4], row[5], row[7], row[8]) for row in rows] == [
+        ("48", "48", "gray", "8", "jpeg"),
+        ("64", "64", "gray", "8", "jpeg"),
+    ]
+    subprocess.run(["pdfimages", "-j", report.file.path, str(tmp_path / "image")], check=True)
+    printed_ramp = np.asarray(Image.open(tmp_path / "image-000.jpg"))
+    assert printed_ramp.min() <= 3 and printed_ramp.max() >= 252  # the full 16-bit range, in 8 bits
