@@ -157,7 +157,9 @@ def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
 def worklist(request: HttpRequest) -> HttpResponse:
     open_cases = case_list(user=request.user).exclude(status=Case.Status.SIGNED_OFF)
     predictions = prediction_list(user=request.user).exclude(scan__case__status=Case.Status.SIGNED_OFF)
-    waiting = predictions.filter(status=Prediction.Status.DONE, review__isnull=True).order_by("finished_at")
+    waiting = predictions.filter(
+        status=Prediction.Status.DONE, review__isnull=True, exclusion__isnull=True
+    ).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
     counts = {
         "open_cases": open_cases.count(),
