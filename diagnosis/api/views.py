@@ -330,6 +330,7 @@ class CaseReportApi(APIView):
         parameters=[ReportQuerySerializer],
         responses={(200, "application/pdf"): BINARY, **errors(400, 401, 404)},
         summary="The signed PDF report of the case: the latest version, or ?version=N",
+        operation_id="cases_report_retrieve",
     )
     def get(self, request: Request, pk: int):
         case = case_get(user=request.user, pk=pk)
