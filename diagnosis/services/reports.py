@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from django.contrib.staticfiles import finders
 from django.db.models import Prefetch
 from django.template.loader import render_to_string
 from PIL import Image, ImageFile
-from weasyprint import HTML
+from weasyprint import CSS, HTML
 from weasyprint.urls import URLFetcher
 
 from diagnosis.imaging import ImageRejected, load_model_view
@@ -23,6 +25,8 @@ from diagnosis.selectors import case_current_predictions
 # here, at import, before any request: the report only embeds complete images this module encoded itself.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+# Beside the other stylesheets, as the templates keep no inline style; WeasyPrint reads it from disk.
+STYLESHEET = "css/report.css"
 # Large enough to read on paper (two images side by side on A4), small enough to keep the PDF light.
 REPORT_IMAGE_PIXELS = 640
 DISCLAIMER = (
@@ -141,4 +145,6 @@ def report_html(*, report: CaseReport, amends: CaseReport | None) -> str:
 def report_render(*, report: CaseReport, amends: CaseReport | None) -> bytes:
     """The report as PDF, with a text layer."""
     offline = URLFetcher(allowed_protocols={"data"}, fail_on_errors=True)
-    return HTML(string=report_html(report=report, amends=amends), url_fetcher=offline).write_pdf()
+    stylesheet = CSS(string=Path(finders.find(STYLESHEET)).read_text(), url_fetcher=offline)
+    html = HTML(string=report_html(report=report, amends=amends), url_fetcher=offline)
+    return html.write_pdf(stylesheets=[stylesheet])
