@@ -408,7 +408,7 @@ def _set_case_status(cases: list[Case], predictions: list[Prediction], reviewed:
             closed.append(case.pk)
         elif any(p.status == Prediction.Status.DONE and p.pk not in reviewed for p in mine):
             awaiting.append(case.pk)
-    for status, ids in ((Case.Status.CLOSED, closed), (Case.Status.AWAITING_REVIEW, awaiting)):
+    for status, ids in ((Case.Status.SIGNED_OFF, closed), (Case.Status.AWAITING_REVIEW, awaiting)):
         for offset in range(0, len(ids), BATCH):
             Case.objects.filter(pk__in=ids[offset : offset + BATCH]).update(status=status)
 

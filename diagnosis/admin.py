@@ -3,7 +3,17 @@ from __future__ import annotations
 from django.contrib import admin
 from simple_history.admin import SimpleHistoryAdmin
 
-from diagnosis.models import AccessEvent, Case, Patient, Prediction, PredictionLevel, Referral, Review, Scan
+from diagnosis.models import (
+    AccessEvent,
+    Case,
+    CaseReport,
+    Patient,
+    Prediction,
+    PredictionLevel,
+    Referral,
+    Review,
+    Scan,
+)
 
 # Every admin below is a SimpleHistoryAdmin: its "History" button lists each recorded version of a record,
 # who saved it and what changed (reverting is disabled in settings: changes go through the services).
@@ -33,6 +43,21 @@ class ScanInline(ReadOnlyInline):
     readonly_fields = fields
 
 
+class CaseReportInline(ReadOnlyInline):
+    model = CaseReport
+    fields = (
+        "version",
+        "signed_by",
+        "signed_at",
+        "conclusion",
+        "reopened_by",
+        "reopened_at",
+        "reopen_reason",
+    )
+    readonly_fields = fields
+    show_change_link = False
+
+
 class PredictionInline(ReadOnlyInline):
     model = Prediction
     fields = ("status", "label", "probability", "model_version", "queued_at", "finished_at")
@@ -60,8 +85,9 @@ class CaseAdmin(SimpleHistoryAdmin):
     search_fields = ("patient__identifier", "patient__name", "clinical_question", "notes")
     list_select_related = ("patient", "owner")
     autocomplete_fields = ("patient",)
-    readonly_fields = ("created_at", "updated_at")
-    inlines = [ScanInline]
+    # The status follows the predictions, the sign-off and the reopen (services.signoff), never an edit.
+    readonly_fields = ("status", "created_at", "updated_at")
+    inlines = [CaseReportInline, ScanInline]
 
 
 @admin.register(Scan)

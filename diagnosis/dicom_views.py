@@ -51,7 +51,7 @@ class AttachForm(forms.Form):
     def __init__(self, *args, user, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["case"].queryset = (
-            case_list(user=user).exclude(status=Case.Status.CLOSED).order_by("patient__identifier", "-pk")
+            case_list(user=user).exclude(status=Case.Status.SIGNED_OFF).order_by("patient__identifier", "-pk")
         )
         self.fields["case"].label_from_instance = lambda case: f"{case.patient.identifier}: case {case.pk}"
 

@@ -17,3 +17,7 @@ class NotFound(ApplicationError):
 
 class PermissionDenied(ApplicationError):
     pass
+
+
+class Conflict(ApplicationError):
+    """The request is valid but the record's state refuses it, e.g. a review on a signed-off case."""

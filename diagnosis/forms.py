@@ -5,7 +5,7 @@ from collections.abc import Callable
 from django import forms
 
 from diagnosis.errors import ApplicationError, PermissionDenied
-from diagnosis.models import Case, Patient, Prediction, Referral, Review
+from diagnosis.models import Patient, Prediction, Referral, Review
 from ml.models import ModelVersion
 
 
@@ -64,11 +64,6 @@ class CaseByIdentifierForm(CaseCreateForm):
     field_order = ["identifier", "clinical_question", "notes"]
 
 
-class CaseEditForm(CaseCreateForm):
-    status = forms.ChoiceField(choices=Case.Status.choices)
-    field_order = ["status", "clinical_question", "notes"]
-
-
 class ReviewForm(ServiceForm):
     decision = forms.ChoiceField(choices=Review.Decision.choices, widget=forms.RadioSelect)
     final_label = forms.ChoiceField(
@@ -96,3 +91,24 @@ class ReferralForm(ServiceForm):
         max_length=Referral._meta.get_field("note").max_length,
         label="Note for the colleague",
     )
+
+
+class SignOffForm(ServiceForm):
+    conclusion = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=10_000,
+        help_text="The conclusion printed on the signed report.",
+    )
+
+
+class ReopenForm(ServiceForm):
+    reason = forms.CharField(
+        label="Reason for reopening",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        max_length=2000,
+        help_text="Kept with the report version it reopens; the next sign-off amends it.",
+    )
+
+
+class NotUsedForm(ServiceForm):
+    reason = forms.CharField(label="Why is it not used?", max_length=2000)

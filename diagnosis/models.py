@@ -57,9 +57,12 @@ class Patient(models.Model):
 
 class Case(models.Model):
     class Status(models.TextChoices):
+        """Open and awaiting review follow the predictions (services.cases.case_refresh_status); only a
+        sign-off makes a case signed off, and only a reopen makes it open again."""
+
         OPEN = "open", "Open"
         AWAITING_REVIEW = "awaiting_review", "Awaiting review"
-        CLOSED = "closed", "Closed"
+        SIGNED_OFF = "signed_off", "Signed off"
 
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="cases")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="cases")
@@ -74,7 +77,7 @@ class Case(models.Model):
         ordering = ["-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["open", "awaiting_review", "closed"]), name="case_status_valid"
+                condition=Q(status__in=["open", "awaiting_review", "signed_off"]), name="case_status_valid"
             ),
         ]
         indexes = [
@@ -518,3 +521,66 @@ class AccessEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.get_action_display().lower()} at {self.at:%Y-%m-%d %H:%M}"
+
+
+class PredictionExclusion(models.Model):
+    """A prediction the clinician leaves out of the case's sign-off (a failed run, a scan that cannot be
+    read), with the reason, so that sign-off does not wait for its review."""
+
+    prediction = models.OneToOneField(Prediction, on_delete=models.CASCADE, related_name="exclusion")
+    reason = models.TextField()
+    excluded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="predictions_excluded"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(reason=""), name="prediction_exclusion_has_reason"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Prediction {self.prediction_id} not used"
+
+
+def report_upload_to(report: CaseReport, filename: str) -> str:
+    return f"reports/{report.case_id}/{filename}"
+
+
+class CaseReport(models.Model):
+    """One signed version of a case's report. Reopening a signed-off case records who reopened this
+    version, when and why; the next sign-off adds the next version, which amends it."""
+
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="reports")
+    version = models.PositiveIntegerField()
+    file = models.FileField(upload_to=report_upload_to, max_length=255)
+    conclusion = models.TextField()
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="case_reports_signed"
+    )
+    signed_at = models.DateTimeField()
+    reopened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="case_reports_reopened",
+    )
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    reopen_reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["case", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "version"], name="case_report_unique_version"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="case_report_version_positive"),
+            models.CheckConstraint(condition=~Q(conclusion=""), name="case_report_has_conclusion"),
+            models.CheckConstraint(
+                condition=Q(reopened_at__isnull=True, reopened_by__isnull=True, reopen_reason="")
+                | (Q(reopened_at__isnull=False, reopened_by__isnull=False) & ~Q(reopen_reason="")),
+                name="case_report_reopen_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Case {self.case_id} report v{self.version}"

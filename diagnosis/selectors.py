@@ -10,7 +10,7 @@ from functools import cached_property
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from diagnosis.errors import NotFound
@@ -18,6 +18,7 @@ from diagnosis.models import (
     CLINICIANS_GROUP,
     AccessEvent,
     Case,
+    CaseReport,
     IncomingSeries,
     Patient,
     Prediction,
@@ -299,3 +300,56 @@ def incoming_list(*, user: AbstractBaseUser) -> QuerySet[IncomingSeries]:
 
 def incoming_get(*, user: AbstractBaseUser, pk: int) -> IncomingSeries:
     return _get(incoming_list(user=user), pk, "Incoming series")
+
+
+def case_current_predictions(*, case: Case) -> QuerySet[Prediction]:
+    """The latest prediction of each scan of the case: a re-run supersedes the ones before it."""
+    latest = Prediction.objects.filter(scan=OuterRef("scan")).order_by("-queued_at", "-pk").values("pk")[:1]
+    return Prediction.objects.filter(scan__case=case, pk=Subquery(latest))
+
+
+def case_unsettled_predictions(*, case: Case) -> QuerySet[Prediction]:
+    """The current predictions a sign-off still waits for: neither reviewed nor marked not used."""
+    return (
+        case_current_predictions(case=case)
+        .filter(exclusion__isnull=True)
+        .exclude(reviews__kind=Review.Kind.REVIEW)
+    )
+
+
+def _predictions(count: int) -> str:
+    return f"{count} prediction{'s' if count != 1 else ''}"
+
+
+def case_sign_off_blockers(*, case: Case) -> list[str]:
+    """What keeps the case from being signed off, one sentence per kind; empty when nothing does."""
+    counts = dict(
+        case_unsettled_predictions(case=case)
+        .order_by()
+        .values("status")
+        .annotate(count=Count("pk"))
+        .values_list("status", "count")
+    )
+    blockers = []
+    if not_reviewed := counts.get(Prediction.Status.DONE, 0):
+        blockers.append(f"{_predictions(not_reviewed)} not reviewed: review or mark not used.")
+    if failed := counts.get(Prediction.Status.FAILED, 0):
+        blockers.append(f"{_predictions(failed)} failed: re-run or mark not used.")
+    if unfinished := counts.get(Prediction.Status.QUEUED, 0) + counts.get(Prediction.Status.RUNNING, 0):
+        blockers.append(f"{_predictions(unfinished)} still running: wait for the result or mark not used.")
+    return blockers
+
+
+def case_report_list(*, case: Case) -> QuerySet[CaseReport]:
+    """The case's report versions, newest first; the case comes from a scoped selector."""
+    return case.reports.select_related("signed_by", "reopened_by").order_by("-version")
+
+
+def case_report_get(*, case: Case, version: int | None = None) -> CaseReport:
+    """The latest report of the case, or the version asked for."""
+    reports = case_report_list(case=case)
+    report = reports.first() if version is None else reports.filter(version=version).first()
+    if report is None:
+        missing = "This case has no signed report." if version is None else f"No report version {version}."
+        raise NotFound(missing)
+    return report

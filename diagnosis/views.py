@@ -23,22 +23,27 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
-from diagnosis.errors import ApplicationError, NotFound, PermissionDenied
+from diagnosis.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from diagnosis.forms import (
     CaseCreateForm,
-    CaseEditForm,
+    NotUsedForm,
     PatientForm,
     ReferralForm,
+    ReopenForm,
     RerunForm,
     ReviewForm,
+    SignOffForm,
 )
 from diagnosis.imaging import DISPLAY_WINDOWS, ImageRejected, load_display_view
-from diagnosis.models import AccessEvent, Case, Prediction, Review, Scan, Series
+from diagnosis.models import AccessEvent, Case, CaseReport, Prediction, Review, Scan, Series
 from diagnosis.selectors import (
     case_get,
     case_history,
     case_list,
     case_list_owned,
+    case_report_get,
+    case_report_list,
+    case_sign_off_blockers,
     patient_get,
     patient_list,
     prediction_get,
@@ -57,6 +62,12 @@ from diagnosis.services.patients import IDENTIFIER_TAKEN, patient_create, patien
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
 from diagnosis.services.series import FileOutcome, series_upload
+from diagnosis.services.signoff import (
+    case_reopen,
+    case_sign_off,
+    prediction_mark_not_used,
+    prediction_use_again,
+)
 from ml.card import ModelCard
 from ml.errors import ArtifactError
 from ml.models import ModelVersion
@@ -127,6 +138,11 @@ def heatmap_response(prediction: Prediction, *, user) -> FileResponse:
     return _file_response(prediction.heatmap, "image/png", f"prediction-{prediction.pk}-heatmap.png")
 
 
+def report_response(report: CaseReport) -> FileResponse:
+    filename = f"case-{report.case_id}-report-v{report.version}.pdf"
+    return _file_response(report.file, "application/pdf", filename, as_attachment=True)
+
+
 @require_GET
 @clinician_page
 def scan_file(request: HttpRequest, pk: int) -> HttpResponse:
@@ -167,10 +183,10 @@ def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @clinician_page
 def worklist(request: HttpRequest) -> HttpResponse:
-    open_cases = case_list_owned(user=request.user).exclude(status=Case.Status.CLOSED)
+    open_cases = case_list_owned(user=request.user).exclude(status=Case.Status.SIGNED_OFF)
     predictions = prediction_list(user=request.user).filter(scan__case__in=open_cases)
     waiting = (
-        predictions.filter(status=Prediction.Status.DONE)
+        predictions.filter(status=Prediction.Status.DONE, exclusion__isnull=True)
         .exclude(reviews__kind=Review.Kind.REVIEW)
         .order_by("finished_at")
     )
@@ -291,8 +307,8 @@ def case_create_page(request: HttpRequest, pk: int) -> HttpResponse:
 def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
     case = case_get(user=request.user, pk=pk)
     ensure_can_change_case(request.user, case)
-    initial = {"status": case.status, "clinical_question": case.clinical_question, "notes": case.notes}
-    form = CaseEditForm(request.POST or None, initial=initial)
+    initial = {"clinical_question": case.clinical_question, "notes": case.notes}
+    form = CaseCreateForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.submit(case_update, user=request.user, case=case):
         messages.success(request, "Case saved.")
         return redirect("diagnosis:case-detail", pk=case.pk)
@@ -308,9 +324,9 @@ def _case_scans(user, case: Case):
     )
 
 
-_PAGE_PREDICTIONS = Prediction.objects.select_related("model_version", "requested_model").prefetch_related(
-    "reviews__reviewer", "levels"
-)
+_PAGE_PREDICTIONS = Prediction.objects.select_related(
+    "model_version", "requested_model", "exclusion__excluded_by"
+).prefetch_related("reviews__reviewer", "levels")
 
 
 def _case_series(user, case: Case) -> list[Series]:
@@ -362,6 +378,11 @@ def _render_case(
             (list(p.levels.all()) for p in scan.predictions.all() if p.levels.all()), []
         )
         scan.box_font_size = max(12, round(max(scan.width, scan.height) / 30))
+        for index, prediction in enumerate(scan.predictions.all()):
+            prediction.is_current = index == 0  # the latest run of the scan; earlier ones are superseded
+    for item in series:
+        for index, prediction in enumerate(item.predictions):
+            prediction.is_current = index == 0
     predictions = [p for scan in scans for p in scan.predictions.all()]
     predictions += [p for item in series for p in item.predictions]
     for prediction in predictions:
@@ -378,9 +399,19 @@ def _render_case(
         prediction.rerun_form = bound_forms.get(("rerun", prediction.pk)) or RerunForm(
             prefix=f"rerun-{prediction.pk}"
         )
+        prediction.not_used_form = bound_forms.get(("not-used", prediction.pk)) or NotUsedForm(
+            prefix=f"not-used-{prediction.pk}"
+        )
     template = (
         "diagnosis/_scans.html" if request.GET.get("partial") == "scans" else "diagnosis/case_detail.html"
     )
+    signed_off = case.status == Case.Status.SIGNED_OFF
+    if signed_off:
+        # The forms of a signed-off case are not on its page, so their refusals are told here.
+        for key, form in bound_forms.items():
+            if key != "reopen":
+                for error in form.non_field_errors():
+                    messages.error(request, error)
     context = {
         "case": case,
         "scans": scans,
@@ -389,6 +420,11 @@ def _render_case(
         "series_list": series,
         "window_presets": WINDOW_PRESETS,
         "pacs_configured": bool(settings.LUMBAR_PACS_HOST),
+        "signed_off": signed_off,
+        "reports": list(case_report_list(case=case)),
+        "blockers": [] if signed_off else case_sign_off_blockers(case=case),
+        "sign_off_form": bound_forms.get("sign-off") or SignOffForm(),
+        "reopen_form": bound_forms.get("reopen") or ReopenForm(),
         "max_upload_mb": settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024),
     }
     if template == "diagnosis/case_detail.html":
@@ -453,8 +489,14 @@ def case_status(request: HttpRequest, pk: int) -> JsonResponse:
         .prefetch_related("reviews__reviewer")
         .order_by("-queued_at")
     )
+    signed_off = case.status == Case.Status.SIGNED_OFF
     data = {
-        "case": {"id": case.pk, "status": case.status, "status_display": case.get_status_display()},
+        "case": {
+            "id": case.pk,
+            "status": case.status,
+            "status_display": case.get_status_display(),
+            "sign_off_blockers": [] if signed_off else case_sign_off_blockers(case=case),
+        },
         "predictions": [_prediction_state(prediction) for prediction in predictions],
     }
     return JsonResponse(data)
@@ -550,6 +592,68 @@ def prediction_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_case(
         request, prediction.scan.case, bound_forms={("rerun", prediction.pk): form}, status=400
     )
+
+
+@require_POST
+@clinician_page
+def prediction_not_used(request: HttpRequest, pk: int) -> HttpResponse:
+    prediction = prediction_get(user=request.user, pk=pk)
+    form = NotUsedForm(request.POST, prefix=f"not-used-{prediction.pk}")
+    if form.submit(prediction_mark_not_used, user=request.user, prediction=prediction):
+        messages.success(request, "Marked not used: sign-off no longer waits for its review.")
+        return redirect(_case_anchor(prediction))
+    return _render_case(
+        request, prediction.scan.case, bound_forms={("not-used", prediction.pk): form}, status=400
+    )
+
+
+@require_POST
+@clinician_page
+def prediction_use_again_page(request: HttpRequest, pk: int) -> HttpResponse:
+    prediction = prediction_get(user=request.user, pk=pk)
+    try:
+        prediction_use_again(user=request.user, prediction=prediction)
+    except Conflict as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "The prediction is used again: sign-off waits for its review.")
+    return redirect(_case_anchor(prediction))
+
+
+# Sign-off and reports ------------------------------------------------------------------------------------
+
+
+@require_POST
+@clinician_page
+def case_sign_off_page(request: HttpRequest, pk: int) -> HttpResponse:
+    case = case_get(user=request.user, pk=pk)
+    form = SignOffForm(request.POST)
+    if report := form.submit(case_sign_off, user=request.user, case=case):
+        messages.success(request, f"Case signed off; report version {report.version} is ready.")
+        return redirect("diagnosis:case-detail", pk=case.pk)
+    return _render_case(request, case, bound_forms={"sign-off": form}, status=400)
+
+
+@require_POST
+@clinician_page
+def case_reopen_page(request: HttpRequest, pk: int) -> HttpResponse:
+    case = case_get(user=request.user, pk=pk)
+    form = ReopenForm(request.POST)
+    if form.submit(case_reopen, user=request.user, case=case):
+        messages.success(request, "Case reopened; sign it off again to issue the amended report.")
+        return redirect("diagnosis:case-detail", pk=case.pk)
+    return _render_case(request, case, bound_forms={"reopen": form}, status=400)
+
+
+@require_GET
+@clinician_page
+def case_report(request: HttpRequest, pk: int) -> HttpResponse:
+    """The latest signed report of the case, or ?version=N."""
+    case = case_get(user=request.user, pk=pk)
+    version = request.GET.get("version")
+    if version is not None and not (version.isdigit() and 0 < len(version) < 10):
+        raise Http404("No such report version.")
+    return report_response(case_report_get(case=case, version=int(version) if version else None))
 
 
 # Models --------------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from diagnosis.errors import ApplicationError, NotFound, PermissionDenied
+from diagnosis.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from lumbar_platform.middleware import current_request_id
 
 
@@ -49,6 +49,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         return error_response(exc.message, exc.errors, status.HTTP_404_NOT_FOUND)
     if isinstance(exc, PermissionDenied):
         return error_response(exc.message, exc.errors, status.HTTP_403_FORBIDDEN)
+    if isinstance(exc, Conflict):
+        set_rollback()
+        return error_response(exc.message, exc.errors, status.HTTP_409_CONFLICT)
     if isinstance(exc, ApplicationError):
         set_rollback()
         return error_response(exc.message, exc.errors, status.HTTP_400_BAD_REQUEST)

@@ -8,9 +8,11 @@ from rest_framework import serializers
 
 from diagnosis.models import (
     Case,
+    CaseReport,
     IncomingSeries,
     Patient,
     Prediction,
+    PredictionExclusion,
     PredictionLevel,
     Referral,
     Review,
@@ -33,9 +35,44 @@ class PatientRefSerializer(serializers.ModelSerializer):
         fields = ["id", "identifier"]
 
 
+class CaseReportOutputSerializer(serializers.ModelSerializer):
+    signed_by = serializers.CharField(source="signed_by.get_username")
+    reopened_by = serializers.CharField(source="reopened_by.get_username", allow_null=True)
+    url = serializers.SerializerMethodField(help_text="The PDF of this version.")
+
+    class Meta:
+        model = CaseReport
+        fields = [
+            "version",
+            "conclusion",
+            "signed_by",
+            "signed_at",
+            "reopened_by",
+            "reopened_at",
+            "reopen_reason",
+            "url",
+        ]
+
+    def get_url(self, report: CaseReport) -> str:
+        path = f"{reverse('api:case-report', args=[report.case_id])}?version={report.version}"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class SignedOffSerializer(serializers.Serializer):
+    by = serializers.CharField()
+    at = serializers.DateTimeField()
+    version = serializers.IntegerField(help_text="The report version this sign-off issued.")
+
+
 class CaseOutputSerializer(serializers.ModelSerializer):
+    """`status` is open, awaiting_review (a current prediction waits for review) or signed_off; cases
+    closed before sign-off existed were migrated to open or awaiting_review."""
+
     patient = PatientRefSerializer()
     owner = serializers.CharField(source="owner.get_username")
+    signed_off = serializers.SerializerMethodField()
+    reports = serializers.SerializerMethodField()
 
     class Meta:
         model = Case
@@ -44,11 +81,28 @@ class CaseOutputSerializer(serializers.ModelSerializer):
             "patient",
             "owner",
             "status",
+            "signed_off",
             "clinical_question",
             "notes",
+            "reports",
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(SignedOffSerializer(allow_null=True))
+    def get_signed_off(self, case: Case) -> dict | None:
+        """Who signed the case off, when, and as which report version; null while it is open."""
+        reports = case.reports.all()
+        if case.status != Case.Status.SIGNED_OFF or not reports:
+            return None
+        report = max(reports, key=lambda report: report.version)
+        return {"by": report.signed_by.get_username(), "at": report.signed_at, "version": report.version}
+
+    @extend_schema_field(CaseReportOutputSerializer(many=True))
+    def get_reports(self, case: Case) -> list[dict]:
+        """Every signed version, newest first; a reopened one says who reopened it, when and why."""
+        reports = sorted(case.reports.all(), key=lambda report: report.version, reverse=True)
+        return CaseReportOutputSerializer(reports, many=True, context=self.context).data
 
 
 class ModelVersionRefSerializer(serializers.ModelSerializer):
@@ -118,6 +172,15 @@ class PredictionLevelSerializer(serializers.ModelSerializer):
         fields = ["level", "grade", "grade_probabilities", "degenerated_probability", "box"]
 
 
+class NotUsedOutputSerializer(serializers.ModelSerializer):
+    by = serializers.CharField(source="excluded_by.get_username")
+    at = serializers.DateTimeField(source="created_at")
+
+    class Meta:
+        model = PredictionExclusion
+        fields = ["reason", "by", "at"]
+
+
 class PredictionOutputSerializer(serializers.ModelSerializer):
     levels = PredictionLevelSerializer(many=True, read_only=True)
     model_version = ModelVersionRefSerializer(allow_null=True)
@@ -125,6 +188,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     heatmap_url = serializers.SerializerMethodField()
     review = serializers.SerializerMethodField()
     second_opinions = serializers.SerializerMethodField()
+    not_used = serializers.SerializerMethodField()
 
     class Meta:
         model = Prediction
@@ -148,6 +212,7 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "heatmap_url",
             "review",
             "second_opinions",
+            "not_used",
         ]
 
     @extend_schema_field(serializers.CharField(allow_null=True))
@@ -166,6 +231,12 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     def get_second_opinions(self, prediction: Prediction) -> list[dict]:
         """Each referred clinician's current opinion."""
         return ReviewOutputSerializer(prediction_opinions(prediction).second_opinions, many=True).data
+
+    @extend_schema_field(NotUsedOutputSerializer(allow_null=True))
+    def get_not_used(self, prediction: Prediction) -> dict | None:
+        """Set when the clinician left this prediction out of the sign-off, with the reason."""
+        exclusion = getattr(prediction, "exclusion", None)
+        return NotUsedOutputSerializer(exclusion).data if exclusion else None
 
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")

@@ -30,6 +30,9 @@ urlpatterns = [
     path(
         "v1/incoming/<id:pk>/attach/", dicom_views.IncomingSeriesAttachApi.as_view(), name="incoming-attach"
     ),
+    path("v1/cases/<id:pk>/sign-off/", views.CaseSignOffApi.as_view(), name="case-sign-off"),
+    path("v1/cases/<id:pk>/reopen/", views.CaseReopenApi.as_view(), name="case-reopen"),
+    path("v1/cases/<id:pk>/report.pdf", views.CaseReportApi.as_view(), name="case-report"),
     path("v1/scans/<id:pk>/", views.ScanDetailApi.as_view(), name="scan-detail"),
     path("v1/scans/<id:pk>/file", views.ScanFileApi.as_view(), name="scan-file"),
     path("v1/predictions/", views.PredictionListApi.as_view(), name="prediction-list"),
@@ -38,6 +41,9 @@ urlpatterns = [
     path("v1/predictions/<id:pk>/sr", dicom_views.PredictionReportApi.as_view(), name="prediction-sr"),
     path("v1/predictions/<id:pk>/rerun/", views.PredictionRerunApi.as_view(), name="prediction-rerun"),
     path("v1/predictions/<id:pk>/review/", views.PredictionReviewApi.as_view(), name="prediction-review"),
+    path(
+        "v1/predictions/<id:pk>/not-used/", views.PredictionNotUsedApi.as_view(), name="prediction-not-used"
+    ),
     path("v1/models/", views.ModelVersionListApi.as_view(), name="model-list"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's start-up script from its own URL (docs/?script) instead of inline,

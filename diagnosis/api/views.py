@@ -43,6 +43,7 @@ from diagnosis.models import AccessEvent, Case, Patient, Prediction, Review
 from diagnosis.selectors import (
     case_get,
     case_list,
+    case_report_get,
     patient_get,
     patient_list,
     prediction_get,
@@ -58,7 +59,13 @@ from diagnosis.services.patients import patient_create, patient_update
 from diagnosis.services.predictions import prediction_request
 from diagnosis.services.reviews import review_create
 from diagnosis.services.scans import scan_upload
-from diagnosis.views import heatmap_response, scan_file_response
+from diagnosis.services.signoff import (
+    case_reopen,
+    case_sign_off,
+    prediction_mark_not_used,
+    prediction_use_again,
+)
+from diagnosis.views import heatmap_response, report_response, scan_file_response
 from ml.models import ModelVersion
 
 
@@ -72,6 +79,7 @@ ERRORS = {
     401: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
     403: OpenApiResponse(ErrorSerializer, description="Not allowed."),
     404: OpenApiResponse(ErrorSerializer, description="Not found, or not yours."),
+    409: OpenApiResponse(ErrorSerializer, description="The case is signed off, or not ready for this."),
 }
 
 
@@ -252,7 +260,7 @@ class CaseListApi(ListApi):
 
     @extend_schema(responses={200: CaseOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
-        return self.list_response(request, case_list(user=request.user))
+        return self.list_response(request, case_list(user=request.user).prefetch_related(*CASE_REPORTS))
 
     @extend_schema(
         request=CaseCreateInputSerializer, responses={201: CaseOutputSerializer, **errors(400, 401, 403)}
@@ -277,9 +285,22 @@ class CaseListApi(ListApi):
         return Response(CaseOutputSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
+# What the case representation lists of its reports.
+CASE_REPORTS = ("reports__signed_by", "reports__reopened_by")
+
+
+def case_output(request: Request, pk: int) -> dict:
+    case = case_get(user=request.user, pk=pk)
+    return CaseOutputSerializer(case, context={"request": request}).data
+
+
 class CaseDetailApi(APIView):
     class CaseUpdateInputSerializer(serializers.Serializer):
-        status = serializers.ChoiceField(choices=Case.Status.choices, required=False)
+        status = serializers.ChoiceField(
+            choices=Case.Status.choices,
+            required=False,
+            help_text="Accepted only unchanged: sign-off/ and reopen/ change it.",
+        )
         clinical_question = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
         notes = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
 
@@ -287,17 +308,66 @@ class CaseDetailApi(APIView):
     def get(self, request: Request, pk: int) -> Response:
         case = case_get(user=request.user, pk=pk)
         access_record(user=request.user, obj=case, action=AccessEvent.Action.VIEW_CASE)
-        return Response(CaseOutputSerializer(case).data)
+        return Response(CaseOutputSerializer(case, context={"request": request}).data)
 
     @extend_schema(
-        request=CaseUpdateInputSerializer, responses={200: CaseOutputSerializer, **errors(400, 401, 404)}
+        request=CaseUpdateInputSerializer, responses={200: CaseOutputSerializer, **errors(400, 401, 404, 409)}
     )
     def patch(self, request: Request, pk: int) -> Response:
         case = case_get(user=request.user, pk=pk)
-        case = case_update(
-            user=request.user, case=case, **validated(self.CaseUpdateInputSerializer, request.data)
-        )
-        return Response(CaseOutputSerializer(case).data)
+        case_update(user=request.user, case=case, **validated(self.CaseUpdateInputSerializer, request.data))
+        return Response(case_output(request, pk))
+
+
+class CaseSignOffApi(APIView):
+    class SignOffInputSerializer(serializers.Serializer):
+        conclusion = serializers.CharField(max_length=10_000, help_text="Printed on the signed report.")
+
+    @extend_schema(
+        request=SignOffInputSerializer,
+        responses={200: CaseOutputSerializer, **errors(400, 401, 404, 409)},
+        summary="Sign the case off and issue its next report version",
+        description="Every current prediction (the latest of each scan) must be reviewed or marked not "
+        "used; otherwise 409, with what blocks under errors.predictions. The PDF is rendered before this "
+        "answers.",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        case = case_get(user=request.user, pk=pk)
+        case_sign_off(user=request.user, case=case, **validated(self.SignOffInputSerializer, request.data))
+        return Response(case_output(request, pk))
+
+
+class CaseReopenApi(APIView):
+    class ReopenInputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=2000, help_text="Kept with the report version reopened.")
+
+    @extend_schema(
+        request=ReopenInputSerializer,
+        responses={200: CaseOutputSerializer, **errors(400, 401, 404, 409)},
+        summary="Reopen a signed-off case to amend it; its next sign-off is the next report version",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        case = case_get(user=request.user, pk=pk)
+        case_reopen(user=request.user, case=case, **validated(self.ReopenInputSerializer, request.data))
+        return Response(case_output(request, pk))
+
+
+class CaseReportApi(APIView):
+    content_negotiation_class = IgnoreAccept
+
+    class ReportQuerySerializer(serializers.Serializer):
+        version = id_field(required=False, help_text="A report version; the latest when left out.")
+
+    @extend_schema(
+        parameters=[ReportQuerySerializer],
+        responses={(200, "application/pdf"): BINARY, **errors(400, 401, 404)},
+        summary="The signed PDF report of the case: the latest version, or ?version=N",
+        operation_id="cases_report_retrieve",
+    )
+    def get(self, request: Request, pk: int):
+        case = case_get(user=request.user, pk=pk)
+        version = validated(self.ReportQuerySerializer, request.query_params).get("version")
+        return report_response(case_report_get(case=case, version=version))
 
 
 # Scans ---------------------------------------------------------------------------------------------------
@@ -327,7 +397,7 @@ class CaseScanListApi(ListApi):
                 ScanUploadOutputSerializer,
                 description="These bytes were already uploaded (a stored file gone missing is restored).",
             ),
-            **errors(400, 401, 404),
+            **errors(400, 401, 404, 409),
             415: OpenApiResponse(ErrorSerializer, description="Not a multipart upload."),
             503: OpenApiResponse(ErrorSerializer, description="No database at the moment; nothing stored."),
         },
@@ -378,7 +448,9 @@ class PredictionListApi(ListApi):
 
     @extend_schema(responses={200: PredictionOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
-        queryset = prediction_list(user=request.user).select_related("requested_model")
+        queryset = prediction_list(user=request.user).select_related(
+            "requested_model", "exclusion__excluded_by"
+        )
         queryset = queryset.prefetch_related("reviews__reviewer")
         return self.list_response(request, queryset)
 
@@ -423,7 +495,8 @@ class PredictionRerunApi(APIView):
         )
 
     @extend_schema(
-        request=RerunInputSerializer, responses={201: PredictionOutputSerializer, **errors(400, 401, 404)}
+        request=RerunInputSerializer,
+        responses={201: PredictionOutputSerializer, **errors(400, 401, 404, 409)},
     )
     def post(self, request: Request, pk: int) -> Response:
         prediction = prediction_get(user=request.user, pk=pk)
@@ -445,7 +518,7 @@ class PredictionReviewApi(APIView):
 
     @extend_schema(
         request=ReviewInputSerializer,
-        responses={201: ReviewOutputSerializer, **errors(400, 401, 404)},
+        responses={201: ReviewOutputSerializer, **errors(400, 401, 404, 409)},
         summary="Review a prediction; again to amend your review (a new version, the old one kept)",
         description="By the case owner: the case's review. By a clinician the case is referred to: their "
         "second opinion. Reviews are never edited in place; the history keeps every version.",
@@ -456,6 +529,33 @@ class PredictionReviewApi(APIView):
             user=request.user, prediction=prediction, **validated(self.ReviewInputSerializer, request.data)
         )
         return Response(ReviewOutputSerializer(review).data, status=status.HTTP_201_CREATED)
+
+
+class PredictionNotUsedApi(APIView):
+    class NotUsedInputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=2000)
+
+    @extend_schema(
+        request=NotUsedInputSerializer,
+        responses={201: PredictionOutputSerializer, **errors(400, 401, 404, 409)},
+        summary="Leave the scan's current prediction out of the sign-off, with the reason",
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        prediction = prediction_get(user=request.user, pk=pk)
+        reason = validated(self.NotUsedInputSerializer, request.data)["reason"]
+        prediction_mark_not_used(user=request.user, prediction=prediction, reason=reason)
+        prediction = prediction_get(user=request.user, pk=pk)
+        data = PredictionOutputSerializer(prediction, context={"request": request}).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses={204: None, **errors(401, 404, 409)},
+        summary="Use the prediction again: the sign-off waits for its review",
+    )
+    def delete(self, request: Request, pk: int) -> Response:
+        prediction_use_again(user=request.user, prediction=prediction_get(user=request.user, pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 # Models --------------------------------------------------------------------------------------------------

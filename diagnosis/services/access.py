@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
 
-from diagnosis.errors import NotFound, PermissionDenied
+from diagnosis.errors import Conflict, NotFound, PermissionDenied
 from diagnosis.models import Case, Patient, Referral
 from diagnosis.selectors import patient_list, referral_active, user_is_clinician, user_sees_everything
 
@@ -48,3 +48,12 @@ def ensure_can_change_patient(user: AbstractBaseUser, patient: Patient) -> None:
     raise PermissionDenied(
         "Only the clinicians who registered the patient or own one of their cases edit it."
     )
+
+
+def ensure_case_open(case: Case) -> None:
+    """A signed-off case is the record its report was made from: nothing in it changes until reopened."""
+    if case.status == Case.Status.SIGNED_OFF:
+        raise Conflict(
+            "The case is signed off.",
+            {"case": ["The case is signed off; reopen it, with a reason, to change it."]},
+        )

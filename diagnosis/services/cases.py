@@ -4,9 +4,9 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from diagnosis.errors import ApplicationError, NotFound
-from diagnosis.models import AccessEvent, Case, Patient, Prediction, Review
-from diagnosis.selectors import patient_find, patient_list
-from diagnosis.services.access import ensure_can_change_case, ensure_can_work
+from diagnosis.models import AccessEvent, Case, Patient, Prediction
+from diagnosis.selectors import case_unsettled_predictions, patient_find, patient_list
+from diagnosis.services.access import ensure_can_change_case, ensure_can_work, ensure_case_open
 from diagnosis.services.history import access_record
 
 
@@ -45,6 +45,15 @@ def case_create_for_identifier(
     )
 
 
+def case_lock_open(*, case_id: int) -> Case:
+    """The case, locked until the surrounding transaction ends, unless it is signed off. Every change to a
+    case or to what hangs off it takes this lock first, so a sign-off and a late review, upload or re-run
+    never interleave: whichever comes second sees the other's outcome."""
+    case = Case.objects.select_for_update().get(pk=case_id)
+    ensure_case_open(case)
+    return case
+
+
 def case_update(
     *,
     user: AbstractBaseUser,
@@ -53,15 +62,22 @@ def case_update(
     clinical_question: str | None = None,
     notes: str | None = None,
 ) -> Case:
+    """`status` is accepted only unchanged (clients that send the whole case back keep working): the
+    status follows the predictions, the sign-off and the reopen, never an edit."""
     ensure_can_change_case(user, case)
-    if status is not None and status not in Case.Status.values:
-        raise ApplicationError(
-            "The case status is not valid.", {"status": [f"Choose one of {', '.join(Case.Status.values)}."]}
-        )
     with transaction.atomic():
-        case = Case.objects.select_for_update().get(pk=case.pk)
-        if status is not None:
-            case.status = status
+        case = case_lock_open(case_id=case.pk)
+        if status is not None and status != case.status:
+            raise ApplicationError(
+                "The status cannot be set.",
+                {
+                    "status": [
+                        "The status follows the case's work: sign it off with POST "
+                        f"/api/v1/cases/{case.pk}/sign-off/ and reopen it with POST "
+                        f"/api/v1/cases/{case.pk}/reopen/."
+                    ]
+                },
+            )
         if clinical_question is not None:
             case.clinical_question = clinical_question
         if notes is not None:
@@ -71,17 +87,13 @@ def case_update(
 
 
 def case_refresh_status(*, case_id: int) -> None:
-    """An open case with a finished, unreviewed prediction awaits review; once all are reviewed it is open
-    again. A closed case stays closed."""
+    """An open case with a finished current prediction that is neither reviewed nor marked not used
+    awaits review; otherwise it is open. A signed-off case stays signed off."""
     with transaction.atomic():
         case = Case.objects.select_for_update().get(pk=case_id)
-        if case.status == Case.Status.CLOSED:
+        if case.status == Case.Status.SIGNED_OFF:
             return
-        waiting = (
-            Prediction.objects.filter(scan__case=case, status=Prediction.Status.DONE)
-            .exclude(reviews__kind=Review.Kind.REVIEW)
-            .exists()
-        )
+        waiting = case_unsettled_predictions(case=case).filter(status=Prediction.Status.DONE).exists()
         status = Case.Status.AWAITING_REVIEW if waiting else Case.Status.OPEN
         if case.status != status:
             case.status = status

@@ -24,6 +24,7 @@ from diagnosis.dicom.report import (
 from diagnosis.dicom.sender import Destination, SendError, send_instances
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Prediction, Scan
+from diagnosis.selectors import prediction_opinions
 from diagnosis.services.access import ensure_can_work
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def _refuse(message: str) -> ApplicationError:
 
 
 def _result(prediction: Prediction) -> PredictionResult:
-    review = getattr(prediction, "review", None)
+    review = prediction_opinions(prediction).review
     model = prediction.model_version
     return PredictionResult(
         prediction_id=prediction.pk,

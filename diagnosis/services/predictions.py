@@ -15,7 +15,7 @@ from django.utils import timezone
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Prediction, PredictionLevel, Scan
 from diagnosis.services.access import ensure_can_change_case
-from diagnosis.services.cases import case_refresh_status
+from diagnosis.services.cases import case_lock_open, case_refresh_status
 from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS
 from ml.models import ModelVersion
 
@@ -88,7 +88,10 @@ def prediction_request(
     """Run a scan (again), with the active model or the one asked for."""
     ensure_can_change_case(user, scan.case)
     with transaction.atomic():
-        return prediction_create(scan=scan, model_version=model_version)
+        case_lock_open(case_id=scan.case_id)
+        prediction = prediction_create(scan=scan, model_version=model_version)
+        case_refresh_status(case_id=scan.case_id)
+    return prediction
 
 
 def _stale_before() -> datetime:

@@ -97,7 +97,7 @@ def _case_for(patient_id: str | None, user: AbstractBaseUser | None) -> Case | N
         return None
     with transaction.atomic():
         Patient.objects.select_for_update().filter(pk=patient.pk).first()  # one new case, not two at once
-        case = patient.cases.exclude(status=Case.Status.CLOSED).order_by("-created_at").first()
+        case = patient.cases.exclude(status=Case.Status.SIGNED_OFF).order_by("-created_at").first()
         if case is None and user is not None:
             case = Case.objects.create(
                 patient=patient, owner=user, notes="Opened for a study received from the DICOM network."

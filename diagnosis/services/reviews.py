@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Prediction, Review
 from diagnosis.services.access import case_referral_of
-from diagnosis.services.cases import case_refresh_status
+from diagnosis.services.cases import case_lock_open, case_refresh_status
 from diagnosis.services.predictions import ensure_done
 
 
@@ -57,7 +57,9 @@ def review_create(
     final_label = _final_label(prediction, decision, final_label)
     try:
         with transaction.atomic():
-            # One writer at a time per prediction, so versions follow each other.
+            # The case first (a signed-off case takes no review, and a sign-off waits for this one), then
+            # one writer at a time per prediction, so versions follow each other.
+            case_lock_open(case_id=prediction.scan.case_id)
             Prediction.objects.select_for_update().filter(pk=prediction.pk).first()
             chain = Review.objects.filter(prediction=prediction, kind=kind)
             if kind == Review.Kind.SECOND_OPINION:

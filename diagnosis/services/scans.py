@@ -12,7 +12,8 @@ from django.db import IntegrityError, connection, transaction
 from diagnosis.errors import ApplicationError
 from diagnosis.imaging import ImageRejected, InspectedImage, inspect_upload
 from diagnosis.models import Case, Prediction, Scan
-from diagnosis.services.access import ensure_can_change_case
+from diagnosis.services.access import ensure_can_change_case, ensure_case_open
+from diagnosis.services.cases import case_lock_open
 from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS, once_more_on_a_fresh_connection
 from diagnosis.services.predictions import prediction_create
 
@@ -122,10 +123,7 @@ class InspectedUpload:
 
 def ensure_can_add_scans(user: AbstractBaseUser, case: Case) -> None:
     ensure_can_change_case(user, case)
-    if case.status == Case.Status.CLOSED:
-        raise ApplicationError(
-            "The case is closed; reopen it to add scans.", {"case": ["The case is closed."]}
-        )
+    ensure_case_open(case)
 
 
 def scan_inspect(*, uploaded_file: File) -> InspectedUpload:
@@ -175,6 +173,7 @@ def _store(
     )
     try:
         with transaction.atomic():
+            case_lock_open(case_id=case.pk)
             scan.save()
             prediction = prediction_create(scan=scan)
     except IntegrityError:

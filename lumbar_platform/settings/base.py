@@ -349,4 +349,6 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # WeasyPrint logs each rendering step at INFO; its warnings (an image it could not load) still show.
+    "loggers": {"weasyprint": {"level": "WARNING"}},
 }

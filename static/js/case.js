@@ -64,6 +64,20 @@
     if (changed) liveNote.textContent = "Prediction " + p.id + ": " + p.status_display + (p.label_display ? ", " + p.label_display : "") + ".";
   }
 
+  // What keeps the case from being signed off changes as predictions finish (absent once signed off).
+  function showBlockers(blockers) {
+    const box = document.getElementById("sign-off-blockers");
+    if (!box) return;
+    const list = box.querySelector("ul");
+    list.replaceChildren(...blockers.map(function (text) {
+      const item = document.createElement("li");
+      item.textContent = text;
+      return item;
+    }));
+    box.hidden = blockers.length === 0;
+    document.getElementById("sign-off-ready").hidden = blockers.length > 0;
+  }
+
   // New scans and predictions are inserted; the cards of scans whose prediction just finished are replaced,
   // so that the levels table and the boxes drawn on the image appear.
   async function insertMissing(finishedScans = new Set()) {
@@ -117,6 +131,7 @@
       const caseStatus = document.getElementById("case-status");
       caseStatus.textContent = data.case.status_display;
       caseStatus.className = "badge status-" + data.case.status;
+      showBlockers(data.case.sign_off_blockers);
       if (missing || finishedScans.size) await insertMissing(finishedScans);
     } catch (error) {
       liveNote.textContent = "Live updates paused (" + error.message + "); retrying.";
@@ -148,10 +163,13 @@
     }
   });
 
+  if (hasPending()) schedule();
+
   // Uploads: all files in one request, so that the slices of a DICOM series arrive together and become one
-  // series; one line per file (a ZIP's members each get one) with its own outcome. Only the case's
-  // owner has the form.
+  // series; one line per file (a ZIP's members each get one) with its own outcome. Only the owner of a case
+  // that is not signed off has the form.
   const form = document.getElementById("upload-form");
+  if (!form) return;
   const input = document.getElementById("upload-files");
   const dropzone = document.getElementById("dropzone");
   const results = document.getElementById("upload-results");
@@ -271,8 +289,6 @@
     }
   }
 
-  if (hasPending()) schedule();
-  if (!form) return;
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();

@@ -25,7 +25,7 @@ def test_cases_create_validation_errors(api, other_clinician):
 
 def test_cases_list_filters_by_status_patient_and_date(api, clinician):
     first = CaseFactory(owner=clinician)
-    CaseFactory(owner=clinician, status="closed")
+    CaseFactory(owner=clinician, status="signed_off")
     CaseFactory()
     assert api.get("/api/v1/cases/").json()["count"] == 2
     assert [c["id"] for c in api.get("/api/v1/cases/", {"status": "open"}).json()["results"]] == [first.pk]
@@ -39,10 +39,14 @@ def test_cases_list_filters_by_status_patient_and_date(api, clinician):
     assert_error(api.get("/api/v1/cases/", {"patient": str(2**63)}), 400, "patient")
 
 
-def test_case_detail_updates_status_and_notes(api, case):
-    response = api.patch(f"/api/v1/cases/{case.pk}/", {"status": "closed", "notes": "Seen."}, format="json")
+def test_case_detail_updates_notes_and_takes_its_status_back_unchanged(api, case):
+    response = api.patch(f"/api/v1/cases/{case.pk}/", {"status": "open", "notes": "Seen."}, format="json")
     assert response.status_code == 200
     case.refresh_from_db()
-    assert (case.status, case.notes) == ("closed", "Seen.")
+    assert (case.status, case.notes) == ("open", "Seen.")
     assert_error(api.patch(f"/api/v1/cases/{case.pk}/", {"status": "gone"}, format="json"), 400, "status")
+    closing = assert_error(
+        api.patch(f"/api/v1/cases/{case.pk}/", {"status": "signed_off"}, format="json"), 400
+    )
+    assert f"/api/v1/cases/{case.pk}/sign-off/" in closing["errors"]["status"][0]
     assert api.get(f"/api/v1/cases/{case.pk}/").json()["notes"] == "Seen."

@@ -38,9 +38,9 @@ def test_case_scans_upload_errors_name_the_file_field(api, case):
     assert_error(api.post(f"/api/v1/cases/{case.pk}/scans/", {}, format="multipart"), 400, "file")
     json_body = api.post(f"/api/v1/cases/{case.pk}/scans/", {"file": "x"}, format="json")
     assert_error(json_body, 415)
-    case.status = "closed"
+    case.status = "signed_off"
     case.save()
-    assert_error(upload(api, case, SAMPLE.read_bytes()), 400, "case")
+    assert_error(upload(api, case, SAMPLE.read_bytes()), 409, "case")
     assert not Scan.objects.exists()
 
 

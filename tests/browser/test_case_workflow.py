@@ -4,12 +4,21 @@ MRI slice, watch the worker's prediction arrive without reloading, look at the h
 from __future__ import annotations
 
 import base64
+import shutil
 from pathlib import Path
 
 import pytest
 
-from diagnosis.models import Referral, Review
-from tests.factories import ClinicianFactory, done_prediction
+from diagnosis.models import CaseReport, Prediction, PredictionLevel, Referral, Review
+from tests.factories import (
+    CaseFactory,
+    ClinicianFactory,
+    ModelVersionFactory,
+    PredictionFactory,
+    ScanFactory,
+    done_prediction,
+    png_bytes,
+)
 
 pytestmark = pytest.mark.worker
 
@@ -150,6 +159,7 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     label = prediction.locator('[data-field="label"]').inner_text()
     assert label in {"Normal", "Degenerative disc disease"}
     expect(prediction.locator('[data-field="probability"]')).to_contain_text("P(DDD)")
+    expect(page.locator("#sign-off-blockers")).to_contain_text("1 prediction not reviewed")
     shot(page, "05-prediction-done")
 
     page.get_by_role("button", name="Show heatmap").click()
@@ -275,4 +285,160 @@ def test_owner_refers_a_case_for_a_second_opinion_and_withdraws_it(live_server, 
     expect(other.locator("#referred")).to_contain_text("No case is referred to you.")
     shot(other, "18-access-ended")
     assert Review.objects.filter(kind=Review.Kind.SECOND_OPINION).count() == 1
+    assert csp_violations == []
+
+
+def scan_from(path: Path, case):
+    """A scan of a real MRI slice, stored as the upload service would store a PNG."""
+    import hashlib
+
+    from django.core.files.base import ContentFile
+    from PIL import Image
+
+    content = path.read_bytes()
+    width, height = Image.open(path).size
+    digest = hashlib.sha256(content).hexdigest()
+    return ScanFactory(
+        case=case,
+        original_name=path.name,
+        sha256=digest,
+        width=width,
+        height=height,
+        file=ContentFile(content, name=f"{digest}.png"),
+    )
+
+
+def pdf_text(path: Path) -> str:
+    import subprocess
+
+    return " ".join(
+        subprocess.run(
+            ["pdftotext", str(path), "-"], check=True, capture_output=True, text=True
+        ).stdout.split()
+    )
+
+
+def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
+    live_server, browser_page, csp_violations, tmp_path
+):
+    from django.core.files.base import ContentFile
+    from playwright.sync_api import expect
+
+    if not shutil.which("pdftotext"):
+        pytest.skip("poppler-utils (pdftotext) is not installed")
+    page = browser_page
+    clinician = ClinicianFactory(first_name="Grace", last_name="Hopper")
+    case = CaseFactory(
+        owner=clinician,
+        patient__identifier="MRN-SIGN-1",
+        patient__name="Signed Patient",
+        clinical_question="Sciatica on the left: which level?",
+    )
+    first, second = mri_samples()[:2]
+    prediction = PredictionFactory(
+        scan=scan_from(first, case),
+        status="done",
+        label="ddd",
+        probability=0.81,
+        model_version=ModelVersionFactory(name="invgg-browser", version="2"),
+        heatmap=ContentFile(png_bytes(width=64, height=64, value=180), name="heat.png"),
+    )
+    PredictionLevel.objects.create(
+        prediction=prediction,
+        level="L4-L5",
+        box=[10, 10, 40, 30],
+        grade=4,
+        grade_probabilities=[0.01, 0.04, 0.15, 0.62, 0.18],
+        degenerated_probability=0.95,
+    )
+    failed = PredictionFactory(scan=scan_from(second, case), status="failed", error="no active model")
+    case_url = f"{live_server.url}/cases/{case.pk}/"
+
+    log_in(page, live_server.url, clinician.username)
+    expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
+    page.goto(case_url)
+    blockers = page.locator("#sign-off-blockers")
+    expect(blockers).to_contain_text("1 prediction not reviewed")
+    expect(blockers).to_contain_text("1 prediction failed")
+    shot(page, "13-sign-off-blocked")
+
+    # A second window left open on the case, in the same session, as another screen on the ward would be.
+    stale_window = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
+    stale_window.add_cookies(page.context.cookies())
+    stale = stale_window.new_page()
+    stale.goto(case_url)
+
+    page.get_by_label("Conclusion").fill("Too early.")
+    page.get_by_role("button", name="Sign off").click()
+    expect(page.locator(".sign-off-form [role=alert]")).to_contain_text("1 prediction not reviewed")
+
+    review = page.locator(f"#prediction-{prediction.pk}")
+    review.get_by_label("Agree").check()
+    review.get_by_role("button", name="Save review").click()
+    expect(page.locator(".review-done")).to_contain_text("agree")
+    unused = page.locator(f"#prediction-{failed.pk}")
+    unused.locator("summary").click()
+    unused.get_by_label("Why is it not used?").fill("Wrong sequence uploaded.")
+    unused.get_by_role("button", name="Mark not used").click()
+    expect(page.locator(f"#prediction-{failed.pk} .not-used")).to_contain_text("Wrong sequence uploaded.")
+    expect(page.locator("#sign-off-ready")).to_be_visible()
+
+    page.get_by_label("Conclusion").fill("Degenerated L4-L5 disc (Pfirrmann 4); no other finding.")
+    page.get_by_role("button", name="Sign off").click()
+    expect(page.locator("#signed-off-note")).to_contain_text("Signed off by Grace Hopper")
+    expect(page.locator("#upload-form")).to_have_count(0)
+    expect(page.get_by_role("button", name="Save review")).to_have_count(0)
+    expect(page.get_by_role("button", name="Re-run")).to_have_count(0)
+    expect(page.get_by_role("link", name="Edit case")).to_have_count(0)
+    shot(page, "14-signed-off")
+
+    stale.locator(f"#prediction-{prediction.pk}").get_by_role("button", name="Re-run").click()
+    expect(stale.locator(".messages")).to_contain_text("The case is signed off; reopen it, with a reason")
+    assert Prediction.objects.filter(scan=prediction.scan).count() == 1
+    shot(stale, "15-refused-rerun")
+    stale_window.close()
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download report (PDF)").click()
+    first_report = tmp_path / download.value.suggested_filename
+    download.value.save_as(first_report)
+    assert first_report.name == f"case-{case.pk}-report-v1.pdf"
+    text = pdf_text(first_report)
+    for expected in [
+        "MRN-SIGN-1",
+        "Sciatica on the left",
+        "Degenerated L4-L5 disc",
+        "Grace Hopper",
+        "L4-L5 4",
+    ]:
+        assert expected in text, text
+
+    page.emulate_media(media="print")
+    expect(page.locator(".topbar")).to_be_hidden()
+    expect(page.get_by_role("button", name="Reopen case")).to_be_hidden()
+    expect(page.locator("#signed-off-note")).to_be_visible()
+    shot(page, "16-signed-off-print")
+    page.emulate_media(media="screen")
+
+    page.get_by_role("button", name="Reopen case").click()
+    expect(page.locator("#lifecycle .errorlist")).to_contain_text("required")
+    page.get_by_label("Reason for reopening").fill("MRI of the whole spine arrived; L5-S1 to be added.")
+    page.get_by_role("button", name="Reopen case").click()
+    expect(page.locator(".messages")).to_contain_text("Case reopened")
+    expect(page.locator("#upload-form")).to_be_visible()
+    expect(page.locator("#reports")).to_contain_text("MRI of the whole spine arrived")
+    shot(page, "17-reopened")
+
+    page.get_by_label("Conclusion").fill("Degenerated L4-L5 and L5-S1 discs.")
+    page.get_by_role("button", name="Sign off").click()
+    expect(page.locator("#signed-off-note")).to_contain_text("report version 2")
+    expect(page.get_by_role("link", name="Download report v1 (PDF)")).to_be_visible()
+    shot(page, "18-amended")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download report v2 (PDF)").click()
+    amended = tmp_path / download.value.suggested_filename
+    download.value.save_as(amended)
+    text = pdf_text(amended)
+    assert "amending version 1" in text and "MRI of the whole spine arrived" in text, text
+    assert [report.version for report in CaseReport.objects.filter(case=case)] == [2, 1]
     assert csp_violations == []

@@ -37,7 +37,8 @@ def test_admin_shows_a_records_history_with_who_changed_what(client, staff, case
     client.force_login(staff)
     url = reverse("admin:diagnosis_case_change", args=[case.pk])
     edit = {"patient": case.patient_id, "owner": case.owner_id, "status": "open", "notes": "Edited by admin"}
-    edit |= {f"scans-{key}": value for key, value in {"TOTAL_FORMS": 0, "INITIAL_FORMS": 0}.items()}
+    for inline in ("scans", "reports"):
+        edit |= {f"{inline}-{key}": value for key, value in {"TOTAL_FORMS": 0, "INITIAL_FORMS": 0}.items()}
     assert client.post(url, edit).status_code == 302
     latest = case.history.first()
     assert (latest.history_user, latest.notes) == (staff, "Edited by admin")

@@ -81,7 +81,7 @@ def test_series_received_while_the_broker_is_down_is_stored_with_its_prediction_
 
 def test_registered_patient_without_open_case_gets_a_case_of_the_receiving_account(start_receiver, tmp_path):
     patient = PatientFactory(identifier="MRN-7")
-    CaseFactory(patient=patient, owner=patient.created_by, status="closed")
+    CaseFactory(patient=patient, owner=patient.created_by, status="signed_off")
     account = StaffFactory(username="dicom-receiver")
     receiver = start_receiver(LUMBAR_DICOM_RECEIVING_USER="dicom-receiver")
 
@@ -91,7 +91,8 @@ def test_registered_patient_without_open_case_gets_a_case_of_the_receiving_accou
     )
 
     series = wait_for(lambda: Series.objects.first(), what="the series")
-    assert series.case.patient == patient and series.case.owner == account and series.case.status != "closed"
+    assert series.case.patient == patient and series.case.owner == account
+    assert series.case.status != "signed_off"
     assert Case.objects.filter(patient=patient).count() == 2
 
 

@@ -220,10 +220,10 @@ def test_single_dicom_file_uploaded_on_the_page_becomes_a_one_slice_series_with_
     assert outcome.series.chosen_scan == outcome.scan and outcome.prediction.scan == outcome.scan
 
 
-def test_upload_to_a_closed_case_is_refused(case):
-    case.status = "closed"
+def test_upload_to_a_signed_off_case_is_refused(case):
+    case.status = "signed_off"
     case.save()
 
-    with pytest.raises(ApplicationError, match="closed"):
+    with pytest.raises(ApplicationError, match="signed off"):
         _upload(case, _files(mr_series(2)))
     assert not Scan.objects.exists()

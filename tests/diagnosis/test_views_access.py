@@ -6,7 +6,7 @@ import pytest
 from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from diagnosis.models import Case, Patient, Prediction, Review, Scan
+from diagnosis.models import Case, CaseReport, Patient, Prediction, PredictionExclusion, Review, Scan
 from tests.factories import CaseFactory, PredictionFactory, ScanFactory, png_bytes
 
 PAGES = [
@@ -17,7 +17,7 @@ PAGES = [
     ("post", "/patients/{patient}/cases/new/", {"notes": "CHANGED"}),
     ("get", "/cases/{case}/", None),
     ("get", "/cases/{case}/edit/", None),
-    ("post", "/cases/{case}/edit/", {"status": "closed", "notes": "CHANGED"}),
+    ("post", "/cases/{case}/edit/", {"notes": "CHANGED"}),
     ("get", "/cases/{case}/status.json", None),
     ("post", "/cases/{case}/upload/", "upload"),
     ("get", "/scans/{scan}/file", None),
@@ -25,6 +25,11 @@ PAGES = [
     ("get", "/predictions/{prediction}/heatmap", None),
     ("post", "/predictions/{prediction}/review/", {"review-{prediction}-decision": "agree"}),
     ("post", "/predictions/{prediction}/rerun/", {}),
+    ("post", "/predictions/{prediction}/not-used/", {"not-used-{prediction}-reason": "CHANGED"}),
+    ("post", "/predictions/{prediction}/use-again/", {}),
+    ("post", "/cases/{case}/sign-off/", {"conclusion": "CHANGED"}),
+    ("post", "/cases/{case}/reopen/", {"reason": "CHANGED"}),
+    ("get", "/cases/{case}/report.pdf", None),
 ]
 
 
@@ -54,6 +59,7 @@ def test_other_clinicians_records_are_404_on_pages(
     assert not Patient.objects.filter(identifier="CHANGED").exists()
     assert Case.objects.get().status == "open" and not Case.objects.filter(notes="CHANGED").exists()
     assert (Scan.objects.count(), Prediction.objects.count(), Review.objects.count()) == (1, 1, 0)
+    assert not CaseReport.objects.exists() and not PredictionExclusion.objects.exists()
 
 
 def test_other_clinicians_records_are_missing_from_list_pages(client, clinician, other_clinician):

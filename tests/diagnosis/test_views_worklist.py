@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+from diagnosis.models import PredictionExclusion
 from tests.factories import CaseFactory, PredictionFactory, ScanFactory
 
 
 def test_worklist_shows_my_open_cases_waiting_reviews_failures_and_counts(client, clinician):
     case = CaseFactory(owner=clinician, patient__identifier="P-OPEN")
-    CaseFactory(owner=clinician, status="closed", patient__identifier="P-CLOSED")
+    CaseFactory(owner=clinician, status="signed_off", patient__identifier="P-SIGNED")
     CaseFactory(patient__identifier="P-OTHERS")
     waiting = PredictionFactory(
         scan=ScanFactory(case=case, original_name="waiting.png"), status="done", label="ddd", probability=0.8
@@ -13,11 +14,14 @@ def test_worklist_shows_my_open_cases_waiting_reviews_failures_and_counts(client
     PredictionFactory(
         scan=ScanFactory(case=case, original_name="broken.png"), status="failed", error="no active model"
     )
+    set_aside = PredictionFactory(scan=ScanFactory(case=case), status="done", label="normal", probability=0.1)
+    PredictionExclusion.objects.create(prediction=set_aside, reason="Wrong slice.", excluded_by=clinician)
     client.force_login(clinician)
     response = client.get("/")
     html = response.content.decode()
     assert response.status_code == 200
-    assert "P-OPEN" in html and "P-CLOSED" not in html and "P-OTHERS" not in html
+    assert "P-OPEN" in html and "P-SIGNED" not in html and "P-OTHERS" not in html
     assert f"#prediction-{waiting.pk}" in html and "no active model" in html
+    assert f"#prediction-{set_aside.pk}" not in html  # marked not used: nothing to review
     counts = response.context["counts"]
     assert counts == {"open_cases": 1, "awaiting_review": 1, "in_progress": 0, "failed": 1}
