@@ -159,6 +159,9 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     label = prediction.locator('[data-field="label"]').inner_text()
     assert label in {"Normal", "Degenerative disc disease"}
     expect(prediction.locator('[data-field="probability"]')).to_contain_text("P(DDD)")
+    # The grade of each disc level in a table, and the discs the model found drawn on the scan.
+    expect(prediction.locator('[data-field="levels"] tbody tr')).to_have_count(3)
+    expect(page.locator("svg.level-boxes rect")).to_have_count(3)
     expect(page.locator("#sign-off-blockers")).to_contain_text("1 prediction not reviewed")
     shot(page, "05-prediction-done")
 
@@ -206,7 +209,7 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     shot(page, "09-worklist")
     page.get_by_role("link", name="Models").click()
-    expect(page.get_by_role("heading", name="test-invgg Active")).to_be_visible()
+    expect(page.get_by_role("heading", name=f"{active_model.name} Active")).to_be_visible()
     expect(page.get_by_text("0 of 1 review", exact=True)).to_be_visible()
     shot(page, "10-models")
     page.set_viewport_size({"width": 390, "height": 844})
@@ -360,7 +363,7 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     blockers = page.locator("#sign-off-blockers")
     expect(blockers).to_contain_text("1 prediction not reviewed")
     expect(blockers).to_contain_text("1 prediction failed")
-    shot(page, "13-sign-off-blocked")
+    shot(page, "19-sign-off-blocked")
 
     # A second window left open on the case, in the same session, as another screen on the ward would be.
     stale_window = page.context.browser.new_context(viewport={"width": 1280, "height": 900})
@@ -377,7 +380,7 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     review.get_by_role("button", name="Save review").click()
     expect(page.locator(".review-done")).to_contain_text("agree")
     unused = page.locator(f"#prediction-{failed.pk}")
-    unused.locator("summary").click()
+    unused.locator("summary", has_text="Mark not used").click()
     unused.get_by_label("Why is it not used?").fill("Wrong sequence uploaded.")
     unused.get_by_role("button", name="Mark not used").click()
     expect(page.locator(f"#prediction-{failed.pk} .not-used")).to_contain_text("Wrong sequence uploaded.")
@@ -390,12 +393,12 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     expect(page.get_by_role("button", name="Save review")).to_have_count(0)
     expect(page.get_by_role("button", name="Re-run")).to_have_count(0)
     expect(page.get_by_role("link", name="Edit case")).to_have_count(0)
-    shot(page, "14-signed-off")
+    shot(page, "20-signed-off")
 
     stale.locator(f"#prediction-{prediction.pk}").get_by_role("button", name="Re-run").click()
     expect(stale.locator(".messages")).to_contain_text("The case is signed off; reopen it, with a reason")
     assert Prediction.objects.filter(scan=prediction.scan).count() == 1
-    shot(stale, "15-refused-rerun")
+    shot(stale, "21-refused-rerun")
     stale_window.close()
 
     with page.expect_download() as download:
@@ -417,7 +420,7 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     expect(page.locator(".topbar")).to_be_hidden()
     expect(page.get_by_role("button", name="Reopen case")).to_be_hidden()
     expect(page.locator("#signed-off-note")).to_be_visible()
-    shot(page, "16-signed-off-print")
+    shot(page, "22-signed-off-print")
     page.emulate_media(media="screen")
 
     page.get_by_role("button", name="Reopen case").click()
@@ -427,13 +430,13 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     expect(page.locator(".messages")).to_contain_text("Case reopened")
     expect(page.locator("#upload-form")).to_be_visible()
     expect(page.locator("#reports")).to_contain_text("MRI of the whole spine arrived")
-    shot(page, "17-reopened")
+    shot(page, "23-reopened")
 
     page.get_by_label("Conclusion").fill("Degenerated L4-L5 and L5-S1 discs.")
     page.get_by_role("button", name="Sign off").click()
     expect(page.locator("#signed-off-note")).to_contain_text("report version 2")
     expect(page.get_by_role("link", name="Download report v1 (PDF)")).to_be_visible()
-    shot(page, "18-amended")
+    shot(page, "24-amended")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download report v2 (PDF)").click()
     amended = tmp_path / download.value.suggested_filename

@@ -195,14 +195,16 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path):
     assert set(card) >= {"kind", "level_names", "preprocess", "box_shape", "gate", "parameters", "training"}
     assert main(["localizer", *common, "--out", str(tmp_path / "loc")]) == 2  # never overwrites
 
-    analyser = LevelAnalyser(tmp_path / "loc", tmp_path / "grader")
+    bundle = ["--localizer", str(tmp_path / "loc"), "--grader", str(tmp_path / "grader")]
+    assert main(["bundle", *bundle, "--out", str(tmp_path / "model"), "--name", "t", "--version", "1"]) == 0
+    analyser = LevelAnalyser.from_artifact(tmp_path / "model")
     image = load_grayscale(next((SAMPLE_DATA / "ddd").glob("*.png")))
     # the gate's thresholds come from the training images; open them to see the grading of one untrained scan
     analyser.gate = type(analyser.gate)(0.0, (0.0, 1e9), (0.0, 1e9), 1e9, 1.0)
     located = analyser.locate([image])[0]
     located.centres[:] = [[0.5, 0.5], [0.52, 0.62], [0.55, 0.74]]
-    above = analyser.grade([image], [located.centres])[0]
-    analysis = analyser._finding(image, located, above, other_orientations=np.zeros(3))
+    above, cams = analyser.grade([image], [located.centres])
+    analysis = analyser._finding(image, located, above[0], cams[0], other_orientations=np.zeros(3))
 
     assert analysis.outcome in ("normal", "ddd")
     assert [level.level for level in analysis.levels] == ["L3-L4", "L4-L5", "L5-S1"]
@@ -211,5 +213,6 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path):
         x0, y0, x1, y1 = level.box
         assert 0 <= x0 < x1 <= image.shape[1] and 0 <= y0 < y1 <= image.shape[0]
     assert 0.0 <= analysis.ddd_probability <= 1.0
+    assert analysis.heatmap.shape == image.shape[:2] and 0.0 <= analysis.heatmap.min() <= 1.0
     flat = analyser.analyse(np.full((200, 200), 128, dtype=np.uint8))
     assert flat.outcome == NOT_ASSESSABLE and flat.ddd_probability is None and "contrast" in flat.reason
