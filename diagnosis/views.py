@@ -653,7 +653,9 @@ def case_report(request: HttpRequest, pk: int) -> HttpResponse:
     version = request.GET.get("version")
     if version is not None and not (version.isdigit() and 0 < len(version) < 10):
         raise Http404("No such report version.")
-    return report_response(case_report_get(case=case, version=int(version) if version else None))
+    report = case_report_get(case=case, version=int(version) if version else None)
+    access_record(user=request.user, obj=report, action=AccessEvent.Action.DOWNLOAD_REPORT)
+    return report_response(report)
 
 
 # Models --------------------------------------------------------------------------------------------------

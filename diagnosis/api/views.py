@@ -367,7 +367,9 @@ class CaseReportApi(APIView):
     def get(self, request: Request, pk: int):
         case = case_get(user=request.user, pk=pk)
         version = validated(self.ReportQuerySerializer, request.query_params).get("version")
-        return report_response(case_report_get(case=case, version=version))
+        report = case_report_get(case=case, version=version)
+        access_record(user=request.user, obj=report, action=AccessEvent.Action.DOWNLOAD_REPORT)
+        return report_response(report)
 
 
 # Scans ---------------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from diagnosis.models import Case, CaseReport, PredictionExclusion, Review
+from diagnosis.models import AccessEvent, Case, CaseReport, PredictionExclusion, Review
 from diagnosis.services.accounts import token_create
 from tests.api.conftest import assert_error
 from tests.factories import PredictionFactory, ScanFactory, png_bytes
@@ -118,6 +118,9 @@ def test_reopen_needs_a_reason_and_the_next_sign_off_keeps_the_old_report(api, c
     assert pdf_bytes(api.get(f"/api/v1/cases/{case.pk}/report.pdf", {"version": 2})) == latest
     download = api.get(f"/api/v1/cases/{case.pk}/report.pdf", {"version": 2})
     assert f'filename="case-{case.pk}-report-v2.pdf"' in download["Content-Disposition"]
+    # Every download is in the access log, with the case it belongs to.
+    downloads = AccessEvent.objects.filter(action=AccessEvent.Action.DOWNLOAD_REPORT, case_id=case.pk)
+    assert downloads.count() == 6 and {event.user_id for event in downloads} == {case.owner_id}
 
 
 def test_report_pdf_is_404_without_a_report_and_400_for_a_bad_version(api, case, prediction):
