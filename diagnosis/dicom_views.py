@@ -16,7 +16,7 @@ from diagnosis.selectors import case_list, incoming_get, incoming_list, predicti
 from diagnosis.services.dicom_reports import prediction_send_to_pacs
 from diagnosis.services.receiving import incoming_attach
 from diagnosis.services.series import series_choose_slice
-from diagnosis.views import clinician_page
+from diagnosis.views import case_anchor, clinician_page
 
 
 class SliceForm(forms.Form):
@@ -93,6 +93,4 @@ def prediction_send(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, "The DICOM report and the heatmap were sent to the PACS.")
-    return redirect(
-        f"{reverse('diagnosis:case-detail', args=[prediction.scan.case_id])}#prediction-{prediction.pk}"
-    )
+    return redirect(case_anchor(prediction))

@@ -563,7 +563,7 @@ def case_upload(request: HttpRequest, pk: int) -> HttpResponse:
 # Predictions ---------------------------------------------------------------------------------------------
 
 
-def _case_anchor(prediction: Prediction) -> str:
+def case_anchor(prediction: Prediction) -> str:
     return f"{reverse('diagnosis:case-detail', args=[prediction.scan.case_id])}#prediction-{prediction.pk}"
 
 
@@ -575,7 +575,7 @@ def prediction_review(request: HttpRequest, pk: int) -> HttpResponse:
     if review := form.submit(review_create, user=request.user, prediction=prediction):
         what = "Opinion" if review.kind == Review.Kind.SECOND_OPINION else "Review"
         messages.success(request, f"{what} saved: {review.get_decision_display().lower()}.")
-        return redirect(_case_anchor(prediction))
+        return redirect(case_anchor(prediction))
     return _render_case(
         request, prediction.scan.case, bound_forms={("review", prediction.pk): form}, status=400
     )
@@ -588,7 +588,7 @@ def prediction_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     form = RerunForm(request.POST, prefix=f"rerun-{prediction.pk}")
     if rerun := form.submit(prediction_request, user=request.user, scan=prediction.scan):
         messages.success(request, "A new prediction is queued.")
-        return redirect(_case_anchor(rerun))
+        return redirect(case_anchor(rerun))
     return _render_case(
         request, prediction.scan.case, bound_forms={("rerun", prediction.pk): form}, status=400
     )
@@ -601,7 +601,7 @@ def prediction_not_used(request: HttpRequest, pk: int) -> HttpResponse:
     form = NotUsedForm(request.POST, prefix=f"not-used-{prediction.pk}")
     if form.submit(prediction_mark_not_used, user=request.user, prediction=prediction):
         messages.success(request, "Marked not used: sign-off no longer waits for its review.")
-        return redirect(_case_anchor(prediction))
+        return redirect(case_anchor(prediction))
     return _render_case(
         request, prediction.scan.case, bound_forms={("not-used", prediction.pk): form}, status=400
     )
@@ -617,7 +617,7 @@ def prediction_use_again_page(request: HttpRequest, pk: int) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, "The prediction is used again: sign-off waits for its review.")
-    return redirect(_case_anchor(prediction))
+    return redirect(case_anchor(prediction))
 
 
 # Sign-off and reports ------------------------------------------------------------------------------------
