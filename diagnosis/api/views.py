@@ -109,6 +109,11 @@ class ListApi(GenericAPIView):
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return self.OutputSerializer
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        # Authentication (a token lookup) and the permission checks only read, so a connection the database
+        # dropped before the handler runs costs them a second try on a fresh one, not the upload.
+        once_more_on_a_fresh_connection(lambda: super(ListApi, self).initial(request, *args, **kwargs))
+
     def list_response(self, request: Request, queryset: QuerySet) -> Response:
         page = self.paginate_queryset(self.filter_queryset(queryset))
         data = self.OutputSerializer(page, many=True, context={"request": request}).data

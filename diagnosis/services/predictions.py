@@ -297,9 +297,15 @@ def prediction_requeue_stale() -> list[int]:
 
 
 def prediction_requeue_left_running(*, worker: str) -> list[int]:
-    """At a worker's start, queue again at once what an earlier run of the same node left running: that
-    run is over (killed, its host restarted), and the messages it held would come back from the broker
-    only after the visibility timeout. The attempts it made still count."""
+    """At a worker's start, queue again at once what an earlier run of the same node left behind: the
+    predictions it left running (that run is over: killed, its host restarted), and every prediction whose
+    task was sent but not yet taken, since a killed run may hold such a message without having started it.
+    The broker gives either back only after the visibility timeout. A message that was not lost is then
+    delivered twice; the second finds its prediction taken or finished and does nothing. The attempts the
+    earlier run made still count."""
+    waiting = _queue_again(
+        Prediction.objects.filter(status=Prediction.Status.QUEUED, dispatched_at__isnull=False)
+    )
     requeued = _queue_again(
         Prediction.objects.filter(status=Prediction.Status.RUNNING, claimed_by=worker),
         status=Prediction.Status.QUEUED,
@@ -307,7 +313,9 @@ def prediction_requeue_left_running(*, worker: str) -> list[int]:
     )
     if requeued:
         logger.warning("Re-queued predictions %s left running by an earlier run of %s", requeued, worker)
-    return requeued
+    if waiting:
+        logger.info("Sent the tasks of queued predictions %s again at the start of %s", waiting, worker)
+    return requeued + waiting
 
 
 def ensure_done(prediction: Prediction) -> None:

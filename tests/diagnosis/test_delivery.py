@@ -186,7 +186,7 @@ def test_prediction_of_a_live_process_or_another_node_is_left_alone(db, claimed_
     )
 
 
-def test_started_worker_queues_again_what_its_node_left_running(
+def test_started_worker_queues_again_what_its_node_left_running_or_may_hold_unstarted(
     db, broker, django_capture_on_commit_callbacks
 ):
     now = timezone.now()
@@ -206,10 +206,15 @@ def test_started_worker_queues_again_what_its_node_left_running(
         claimed_pid=1,
     )
 
-    with django_capture_on_commit_callbacks(execute=True):
-        assert prediction_requeue_left_running(worker=NODE) == [left.pk]
+    sent_not_taken = PredictionFactory(dispatched_at=now)
+    owed = PredictionFactory(dispatched_at=None)  # the dispatcher's, not sent yet
 
-    assert broker.sent == [left.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        assert prediction_requeue_left_running(worker=NODE) == [left.pk, sent_not_taken.pk]
+
+    # A killed run may hold the message of a prediction it had not started yet: sent again too.
+    assert broker.sent == [sent_not_taken.pk, left.pk]
+    assert Prediction.objects.get(pk=owed.pk).dispatched_at is None
     left.refresh_from_db()
     assert (left.status, left.started_at, left.attempts) == (Prediction.Status.QUEUED, None, 2)
     assert left.dispatched_at is not None
@@ -324,6 +329,35 @@ def test_upload_api_answers_on_a_fresh_connection_when_the_database_drops_one_mi
     monkeypatch.setattr(views, "case_get", _dropping_the_connection_once(views.case_get, failures))
 
     response = _api_upload(case, png_bytes(40, 30))
+
+    assert failures and response.status_code == 201, response.content
+    assert Scan.objects.get().pk == response.json()["id"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_upload_api_survives_a_connection_dropped_while_its_token_is_checked(case, broker, monkeypatch):
+    from knox.models import AuthToken
+
+    from diagnosis.api.authentication import TokenAuthentication
+
+    _, token = AuthToken.objects.create(user=case.owner)
+    failures = []
+    checked = TokenAuthentication.authenticate_credentials
+
+    def drops_once(self, key):
+        if not failures:
+            failures.append(key)
+            raise OperationalError("terminating connection due to administrator command")
+        return checked(self, key)
+
+    monkeypatch.setattr(TokenAuthentication, "authenticate_credentials", drops_once)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    response = client.post(
+        f"/api/v1/cases/{case.pk}/scans/",
+        {"file": SimpleUploadedFile("spine.png", png_bytes(40, 30))},
+        format="multipart",
+    )
 
     assert failures and response.status_code == 201, response.content
     assert Scan.objects.get().pk == response.json()["id"]
