@@ -182,33 +182,22 @@ _TYPED_KEYS = frozenset(
 )
 
 
-def assemble_artifact(
-    *,
-    localizer_dir: Path,
-    grader_dir: Path,
-    output_dir: Path,
-    name: str,
-    version: str,
-    extra: dict | None = None,
+def trained_pair_card(
+    localizer_dir: Path, grader_dir: Path, *, name: str, version: str, extra: dict | None = None
 ) -> ModelCard:
-    """One shipped artifact from a trained localiser and grader (``python -m ml.train_levels`` folders):
-    their model files copied side by side and one card that holds everything both need."""
+    """The card of a localiser and a grader as training wrote them (``python -m ml.train_levels`` folders).
+    A grader not calibrated yet gets the identity calibration, marked as not fitted."""
     localizer, grader = (
         _trained_card(localizer_dir, "disc_localizer"),
         _trained_card(grader_dir, "disc_grader"),
     )
-    if "calibration" not in grader:
-        raise ArtifactError(f"{grader_dir} has no calibration; train it with --calibration-folds")
-    output_dir = Path(output_dir)
-    if output_dir.exists():
-        raise ArtifactError(f"{output_dir} already exists; choose a new folder")
-    card = ModelCard.from_dict(
+    return ModelCard.from_dict(
         {
             "name": name,
             "version": version,
-            "architecture": grader["architecture"],
-            "level_names": grader["level_names"],
-            "calibration": grader["calibration"],
+            "architecture": grader.get("architecture"),
+            "level_names": grader.get("level_names"),
+            "calibration": grader.get("calibration", Calibration(fitted_on="not fitted").to_dict()),
             "localizer": localizer,
             "grader": grader,
             "trained_at": datetime.fromtimestamp(
@@ -220,6 +209,28 @@ def assemble_artifact(
             **(extra or {}),
         }
     )
+
+
+def assemble_artifact(
+    *,
+    localizer_dir: Path,
+    grader_dir: Path,
+    output_dir: Path,
+    name: str,
+    version: str,
+    extra: dict | None = None,
+) -> ModelCard:
+    """One shipped artifact from a trained localiser and grader (``python -m ml.train_levels`` folders):
+    their model files copied side by side and one card that holds everything both need."""
+    card = trained_pair_card(localizer_dir, grader_dir, name=name, version=version, extra=extra)
+    if "calibration" not in _trained_card(grader_dir, "disc_grader"):
+        raise ArtifactError(
+            f"{grader_dir} has no calibration; train it with --calibration-folds or fit it on validation "
+            "with `python -m ml.train_levels evaluate --store-calibration`"
+        )
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        raise ArtifactError(f"{output_dir} already exists; choose a new folder")
     partial = output_dir.with_name(f".{output_dir.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

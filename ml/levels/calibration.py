@@ -22,16 +22,20 @@ def _logit(p: np.ndarray) -> np.ndarray:
 class Calibration:
     slope: float = 1.0
     intercept: float = 0.0
+    fitted_on: str = ""  # what it was fitted on, for the model card
 
     def apply(self, p: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(self.slope * _logit(p) + self.intercept)))
 
     def to_dict(self) -> dict:
-        return {"method": "platt", **asdict(self)}
+        data = {"method": "platt", **asdict(self)}
+        if not self.fitted_on:
+            del data["fitted_on"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
-        return cls(float(data["slope"]), float(data["intercept"]))
+        return cls(float(data["slope"]), float(data["intercept"]), str(data.get("fitted_on", "")))
 
     @classmethod
     def fit(cls, p: np.ndarray, labels: np.ndarray, *, l2: float = 1e-3, steps: int = 50) -> Calibration:

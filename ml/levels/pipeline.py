@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 import ml.involution  # noqa: F401  (registers the Involution layer for deserialisation)
-from ml.card import GRADER_FILE, LOCALIZER_FILE, ModelCard
+from ml.card import GRADER_FILE, LOCALIZER_FILE, TRAINED_MODEL_FILE, ModelCard, trained_pair_card
 from ml.errors import ArtifactError
 from ml.levels.discs import LEVEL_NAMES, N_LEVELS, disc_spacing
 from ml.levels.gate import check_input
@@ -80,6 +80,14 @@ class LevelAnalyser:
         folder = Path(artifact_dir)
         card = ModelCard.read(folder)
         return cls(card, _load_model(folder / LOCALIZER_FILE), _load_model(folder / GRADER_FILE))
+
+    @classmethod
+    def from_trained(cls, localizer_dir: str | Path, grader_dir: str | Path) -> LevelAnalyser:
+        """A localiser and a grader as training wrote them, before they are bundled into an artifact."""
+        localizer_dir, grader_dir = Path(localizer_dir), Path(grader_dir)
+        card = trained_pair_card(localizer_dir, grader_dir, name=grader_dir.name, version="")
+        localizer = _load_model(localizer_dir / TRAINED_MODEL_FILE)
+        return cls(card, localizer, _load_model(grader_dir / TRAINED_MODEL_FILE))
 
     @cached_property
     def _locate(self):

@@ -87,8 +87,8 @@ def _evaluate_variant(
     located = analyser.locate(images)
     centres = [found.centres for found in located]
     found = np.array([centre_inside(c, b) for c, b in zip(centres, boxes, strict=True)])
-    above = analyser.grade(images, centres)
-    above_annotated = analyser.grade(images, [b[:, :2] for b in boxes])
+    above, _ = analyser.grade(images, centres)
+    above_annotated, _ = analyser.grade(images, [b[:, :2] for b in boxes])
     grades = np.array([predicted_grades(a) for a in above])
     grades_annotated = np.array([predicted_grades(a) for a in above_annotated])
     degenerated = np.array([degenerated_probability(a) for a in above])
@@ -156,16 +156,17 @@ def evaluate_levels(args) -> dict:
     groups = np.array([s.patient_id for s in data.samples])
     results = {"split": args.split, "images": len(data.images), "shift_seed": args.shift_seed, "graders": {}}
     for grader_dir in args.grader:
-        analyser = LevelAnalyser(args.localizer, grader_dir)
+        analyser = LevelAnalyser.from_trained(args.localizer, grader_dir)
         name = Path(grader_dir).name
+        training = analyser.card.facts["training"]
         figures = {
             "parameters": {
                 "grader": int(analyser.grader.count_params()),
                 "localizer": int(analyser.localizer.count_params()),
             },
             "training_seconds": {
-                "grader": analyser.grader_card["training"]["seconds"],
-                "localizer": analyser.localizer_card["training"]["seconds"],
+                "grader": training["grader"]["seconds"],
+                "localizer": training["localizer"]["seconds"],
             },
         }
         plain = _evaluate_variant(analyser, data, data.images, data.boxes)
@@ -187,10 +188,10 @@ def evaluate_levels(args) -> dict:
             "with_split_calibration": _calibration_figures(calibration.apply(raw_shifted), labels),
         }
         figures["calibration"] = {
-            "card": analyser.grader_card.get("calibration"),
+            "card": analyser.calibration.to_dict(),
             "fitted_on_split": calibration.to_dict(),
         }
-        figures["cross_validation"] = analyser.grader_card.get("cross_validation")
+        figures["cross_validation"] = analyser.card.facts.get("cross_validation")
         figures["plain"], figures["shifted"] = plain, shifted
         figures["gate_synthetic"] = {
             kind: {

@@ -95,7 +95,8 @@ def test_assemble_puts_both_models_and_one_card_in_a_new_folder(tmp_path):
 def test_assemble_refuses_a_grader_without_calibration_or_swapped_folders(tmp_path):
     full = model_card().to_dict()
     _trained(tmp_path / "loc", "disc_localizer", **full["localizer"])
-    _trained(tmp_path / "grader", "disc_grader", **full["grader"], architecture="vgg")
+    grader = {**full["grader"], "architecture": "vgg", "level_names": full["level_names"]}
+    _trained(tmp_path / "grader", "disc_grader", **grader)
     common = {"output_dir": tmp_path / "out", "name": "x", "version": "1"}
 
     with pytest.raises(ArtifactError, match="no calibration"):

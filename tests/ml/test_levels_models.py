@@ -196,8 +196,17 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path):
     assert main(["localizer", *common, "--out", str(tmp_path / "loc")]) == 2  # never overwrites
 
     bundle = ["--localizer", str(tmp_path / "loc"), "--grader", str(tmp_path / "grader")]
+    figures_file = tmp_path / "figures.json"
+    evaluate = ["evaluate", "--data", str(SAMPLE_DATA), *bundle, "--split", "train"]
+    assert main([*evaluate, "--json", str(figures_file), "--store-calibration"]) == 0
+    figures = json.loads(figures_file.read_text())["graders"]["grader"]
+    assert set(figures["plain"]) >= {"localization", "levels", "grading", "image", "calibration"}
+    assert figures["shifted"]["image"]["n"] == 6 and set(figures["gate_synthetic"]) >= {"noise", "flat"}
+    fitted = json.loads((tmp_path / "grader" / "model_card.json").read_text())["calibration"]
+    assert fitted["fitted_on"] == "train split, 6 images"
     assert main(["bundle", *bundle, "--out", str(tmp_path / "model"), "--name", "t", "--version", "1"]) == 0
     analyser = LevelAnalyser.from_artifact(tmp_path / "model")
+    assert analyser.card.calibration.fitted_on == "train split, 6 images"
     image = load_grayscale(next((SAMPLE_DATA / "ddd").glob("*.png")))
     # the gate's thresholds come from the training images; open them to see the grading of one untrained scan
     analyser.gate = type(analyser.gate)(0.0, (0.0, 1e9), (0.0, 1e9), 1e9, 1.0)
