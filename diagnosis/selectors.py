@@ -10,7 +10,7 @@ from functools import cached_property
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from diagnosis.errors import NotFound
@@ -25,6 +25,7 @@ from diagnosis.models import (
     PredictionLevel,
     Referral,
     Review,
+    ReviewLevel,
     Scan,
     Series,
 )
@@ -172,6 +173,36 @@ def prediction_opinions(prediction: Prediction) -> Opinions:
     )
 
 
+@dataclass(frozen=True)
+class LevelReviewCount:
+    level: str
+    reviewed: int
+    changed: int
+
+    @property
+    def changed_rate(self) -> float:
+        return self.changed / self.reviewed if self.reviewed else 0.0
+
+
+def model_level_review_counts() -> dict[int, list[LevelReviewCount]]:
+    """Per model version and disc level: how many levels the cases' current reviews graded and how many
+    of those grades differ from the model's, in one grouped query. Second opinions are not counted, as
+    they are not for the models' override rates."""
+    rows = (
+        ReviewLevel.objects.filter(review__in=Review.objects.current().filter(kind=Review.Kind.REVIEW))
+        .order_by()
+        .values("finding__prediction__model_version", "finding__level")
+        .annotate(reviewed=Count("id"), changed=Count("id", filter=~Q(grade=F("finding__grade"))))
+        .order_by("finding__prediction__model_version", "finding__level")
+    )
+    counts: dict[int, list[LevelReviewCount]] = {}
+    for row in rows:
+        counts.setdefault(row["finding__prediction__model_version"], []).append(
+            LevelReviewCount(level=row["finding__level"], reviewed=row["reviewed"], changed=row["changed"])
+        )
+    return counts
+
+
 # The case history: every recorded change to the case and what hangs off it, and every access to it.
 
 HISTORY_VERBS = {"+": "created", "~": "changed", "-": "deleted"}
@@ -306,6 +337,21 @@ def case_current_predictions(*, case: Case) -> QuerySet[Prediction]:
     """The latest prediction of each scan of the case: a re-run supersedes the ones before it."""
     latest = Prediction.objects.filter(scan=OuterRef("scan")).order_by("-queued_at", "-pk").values("pk")[:1]
     return Prediction.objects.filter(scan__case=case, pk=Subquery(latest))
+
+
+def case_predictions_changed_since(
+    *, predictions: QuerySet[Prediction], since: datetime
+) -> QuerySet[Prediction]:
+    """Those queued, started, finished, reviewed or marked not used after `since`: what the case page's
+    poll has not seen yet."""
+    reviewed = Review.objects.filter(prediction=OuterRef("pk"), created_at__gt=since)
+    return predictions.filter(
+        Q(queued_at__gt=since)
+        | Q(started_at__gt=since)
+        | Q(finished_at__gt=since)
+        | Q(exclusion__created_at__gt=since)
+        | Exists(reviewed)
+    )
 
 
 def case_unsettled_predictions(*, case: Case) -> QuerySet[Prediction]:

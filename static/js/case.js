@@ -114,9 +114,12 @@
       return;
     }
     try {
-      const response = await fetch(scans.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      // Only what changed since the page was rendered or since the last answer.
+      const url = scans.dataset.statusUrl + "?since=" + encodeURIComponent(scans.dataset.statusCursor || "");
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) throw new Error("HTTP " + response.status);
       const data = await response.json();
+      scans.dataset.statusCursor = data.cursor;
       let missing = false;
       const finishedScans = new Set();
       for (const p of data.predictions) {
@@ -132,7 +135,10 @@
       caseStatus.textContent = data.case.status_display;
       caseStatus.className = "badge status-" + data.case.status;
       showBlockers(data.case.sign_off_blockers);
-      if (missing || finishedScans.size) await insertMissing(finishedScans);
+      if (missing || finishedScans.size) {
+        await insertMissing(finishedScans);
+        showReviewOutcomes(scans);
+      }
     } catch (error) {
       liveNote.textContent = "Live updates paused (" + error.message + "); retrying.";
       schedule();
@@ -162,6 +168,36 @@
       button.textContent = "Hide heatmap";
     }
   });
+
+  // A per-level review: the image decision follows the grades as it does for the model (DDD when any level
+  // is graded at or above the threshold); shown as the clinician changes a grade.
+  function showReviewOutcome(fieldset) {
+    const threshold = Number(fieldset.dataset.degeneratedFrom);
+    const selects = Array.from(fieldset.querySelectorAll(".grade-select"));
+    const ddd = selects.some(function (select) {
+      return Number(select.value) >= threshold;
+    });
+    const corrected = selects.filter(function (select) {
+      return select.value !== select.dataset.modelGrade;
+    }).length;
+    const label = ddd ? "ddd" : "normal";
+    const decision = label === fieldset.dataset.modelLabel ? "agree" : "override";
+    const outcome = field(fieldset, "review-outcome");
+    outcome.textContent = "Image decision: " + (ddd ? "Degenerative disc disease" : "Normal") +
+      " (" + (decision === "agree" ? "agrees with the model" : "overrides the model") + "); " +
+      (corrected ? corrected + " level" + (corrected > 1 ? "s" : "") + " corrected." : "every grade confirmed.");
+    outcome.dataset.decision = decision;
+  }
+
+  function showReviewOutcomes(root) {
+    root.querySelectorAll("fieldset.level-grades").forEach(showReviewOutcome);
+  }
+
+  scans.addEventListener("change", function (event) {
+    if (!event.target.classList.contains("grade-select")) return;
+    showReviewOutcome(event.target.closest("fieldset.level-grades"));
+  });
+  showReviewOutcomes(scans);
 
   if (hasPending()) schedule();
 

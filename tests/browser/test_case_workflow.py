@@ -114,6 +114,13 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+def agree(scope) -> None:
+    """Agree with the model: a prediction without levels has an Agree choice; one with levels is
+    confirmed by saving every level's grade as preset, the model's."""
+    if scope.get_by_label("Agree").count():
+        scope.get_by_label("Agree").check()
+
+
 def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     live_server, start_worker, active_model, browser_page, csp_violations
 ):
@@ -178,7 +185,7 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     assert loaded_width > 0
     shot(page, "06-heatmap")
 
-    page.get_by_label("Agree").check()
+    agree(page)
     page.get_by_label("Comment").fill("Consistent with the images.")
     page.get_by_role("button", name="Save review").click()
     expect(page.locator(".review-done")).to_contain_text(f"Reviewed by {clinician.username}: agree")
@@ -248,7 +255,7 @@ def test_owner_refers_a_case_for_a_second_opinion_and_withdraws_it(live_server, 
     log_in(page, live_server.url, owner.username)
     expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
     page.goto(f"{live_server.url}/cases/{case.pk}/")
-    page.get_by_label("Agree").check()
+    agree(page)
     page.get_by_role("button", name="Save review").click()
     page.get_by_label("Colleague's username").fill(colleague.username)
     page.get_by_label("Note for the colleague").fill("Is L4-L5 really degenerate?")
@@ -266,8 +273,7 @@ def test_owner_refers_a_case_for_a_second_opinion_and_withdraws_it(live_server, 
     expect(other.locator("#referral-banner")).to_contain_text(f"Referred to you by {owner.username}")
     expect(other.locator("#upload-form")).to_have_count(0)
     expect(other.get_by_role("button", name="Re-run")).to_have_count(0)
-    other.get_by_label("Override").check()
-    other.get_by_label("Final label").select_option("normal")
+    other.get_by_label("L4-L5", exact=True).select_option("2")
     other.get_by_label("Comment").fill("Disc signal preserved.")
     other.get_by_role("button", name="Save opinion").click()
     expect(other.locator(".second-opinion")).to_contain_text("Disc signal preserved.")
@@ -376,7 +382,7 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     expect(page.locator(".sign-off-form [role=alert]")).to_contain_text("1 prediction not reviewed")
 
     review = page.locator(f"#prediction-{prediction.pk}")
-    review.get_by_label("Agree").check()
+    agree(review)
     review.get_by_role("button", name="Save review").click()
     expect(page.locator(".review-done")).to_contain_text("agree")
     unused = page.locator(f"#prediction-{failed.pk}")
@@ -444,4 +450,75 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     text = pdf_text(amended)
     assert "amending version 1" in text and "MRI of the whole spine arrived" in text, text
     assert [report.version for report in CaseReport.objects.filter(case=case)] == [2, 1]
+    assert csp_violations == []
+
+
+def test_clinician_corrects_one_levels_grade_and_the_image_decision_follows(
+    live_server, browser_page, csp_violations
+):
+    """The model graded L4-L5 3 (degenerated), so the image is DDD; the clinician grades it 2, the page
+    says the image is now normal before saving, and the saved review is an override to Normal with the
+    corrected level marked. The models page counts the changed grade."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    clinician = ClinicianFactory()
+    case = CaseFactory(owner=clinician, patient__identifier="MRN-LEVELS-1")
+    scan = scan_from(mri_samples()[0], case)
+    model = ModelVersionFactory(name="invgg-levels", version="3")
+    prediction = PredictionFactory(
+        scan=scan, status="done", label="ddd", probability=0.74, model_version=model
+    )
+    for row, (level, grade) in enumerate([("L3-L4", 2), ("L4-L5", 3), ("L5-S1", 2)]):
+        probabilities = [0.05] * 5
+        probabilities[grade - 1] = 0.8
+        top = scan.height * (0.5 + 0.1 * row)
+        PredictionLevel.objects.create(
+            prediction=prediction,
+            level=level,
+            box=[int(scan.width * 0.4), int(top), int(scan.width * 0.6), int(top + scan.height * 0.06)],
+            grade=grade,
+            grade_probabilities=probabilities,
+            degenerated_probability=round(sum(probabilities[2:]), 4),
+        )
+
+    log_in(page, live_server.url, clinician.username)
+    page.goto(f"{live_server.url}/cases/{case.pk}/")
+    card = page.locator(f"#prediction-{prediction.pk}")
+    outcome = card.locator('[data-field="review-outcome"]')
+    expect(outcome).to_have_text(
+        "Image decision: Degenerative disc disease (agrees with the model); every grade confirmed."
+    )
+    expect(card.get_by_label("L4-L5", exact=True)).to_have_value("3")
+    shot(page, "25-level-review-form")
+
+    card.get_by_label("L4-L5", exact=True).select_option("2")
+    expect(outcome).to_have_text("Image decision: Normal (overrides the model); 1 level corrected.")
+    card.get_by_label("Comment").fill("L4-L5 keeps its disc signal.")
+    shot(page, "26-level-grade-corrected")
+    card.get_by_role("button", name="Save review").click()
+
+    expect(page.locator(".review-done")).to_contain_text(
+        f"Reviewed by {clinician.username}: override, final label Normal"
+    )
+    expect(page.locator(".review-levels li.changed")).to_have_text("L4-L5: grade 2 (model 3, corrected)")
+    expect(page.locator(".review-levels li")).to_have_count(3)
+    shot(page, "27-level-review-saved")
+    review = Review.objects.get()
+    assert (review.decision, review.final_label, review.comment) == (
+        "override",
+        "normal",
+        "L4-L5 keeps its disc signal.",
+    )
+    assert sorted((given.finding.level, given.grade) for given in review.levels.all()) == [
+        ("L3-L4", 2),
+        ("L4-L5", 2),
+        ("L5-S1", 2),
+    ]
+
+    page.goto(f"{live_server.url}/models/{model.pk}/")
+    l4_l5 = page.locator("#level-reviews tbody tr").nth(1)
+    expect(l4_l5.locator("th")).to_have_text("L4-L5")
+    expect(l4_l5.locator("td")).to_have_text(["1", "1", "100%"])
+    shot(page, "28-models-level-grades-changed")
     assert csp_violations == []

@@ -35,9 +35,10 @@ def test_prediction_review_errors_are_shown_next_to_the_field(client, case, clin
     response = client.post(f"/predictions/{prediction.pk}/review/", data)
     assert response.status_code == 400
     html = response.content.decode()
-    assert "This is the model&#x27;s label; choose agree instead." in html
+    assert "Degenerative disc disease is the model&#x27;s label; choose Agree instead." in html
     assert f'id="id_review-{prediction.pk}-final_label"' in html and 'aria-invalid="true"' in html
-    assert client.post(f"/predictions/{prediction.pk}/review/", {}).status_code == 400
+    missing = client.post(f"/predictions/{prediction.pk}/review/", {})
+    assert missing.status_code == 400 and "Choose Agree or Override." in missing.content.decode()
     assert not Review.objects.exists()
 
 
