@@ -94,6 +94,24 @@ def case_list_owned(*, user: AbstractBaseUser) -> QuerySet[Case]:
     return cases if user_sees_everything(user) else cases.filter(owner=user)
 
 
+def case_list_referred(*, user: AbstractBaseUser, cases: QuerySet[Case]) -> QuerySet[Case]:
+    """Those of `cases` referred to this clinician (and not withdrawn)."""
+    return cases.filter(pk__in=_referred_cases(user))
+
+
+def case_list_waiting_for(*, user: AbstractBaseUser, cases: QuerySet[Case]) -> QuerySet[Case]:
+    """Those of `cases` with a result waiting for this user: the owner's (any, for staff) cases awaiting
+    review, and the referred cases with a finished, used prediction the clinician gave no opinion on."""
+    awaiting = Q(status=Case.Status.AWAITING_REVIEW)
+    if not user_sees_everything(user):
+        awaiting &= Q(owner=user)
+    my_reading = Review.objects.filter(prediction=OuterRef("pk"), reviewer=user)
+    unread = Prediction.objects.filter(
+        scan__case=OuterRef("pk"), status=Prediction.Status.DONE, exclusion__isnull=True
+    ).filter(~Exists(my_reading))
+    return cases.filter(awaiting | (Q(pk__in=_referred_cases(user)) & Exists(unread)))
+
+
 def case_get(*, user: AbstractBaseUser, pk: int) -> Case:
     return _get(case_list(user=user), pk, "Case")
 

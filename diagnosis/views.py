@@ -27,6 +27,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
+from diagnosis.api.filters import CaseFilter
 from diagnosis.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from diagnosis.forms import (
     CaseCreateForm,
@@ -51,14 +52,17 @@ from diagnosis.models import (
     Series,
 )
 from diagnosis.selectors import (
+    case_current_predictions,
     case_get,
     case_history,
     case_list,
     case_list_owned,
+    case_list_waiting_for,
     case_predictions_changed_since,
     case_report_get,
     case_report_list,
     case_sign_off_blockers,
+    case_unsettled_predictions,
     model_level_review_counts,
     patient_get,
     patient_list,
@@ -215,14 +219,44 @@ def worklist(request: HttpRequest) -> HttpResponse:
         ).count(),
         "failed": failures.count(),
     }
+    cases = _worklist_cases(request)
     context = {
-        "cases": open_cases[:50],
+        "cases": Paginator(cases.qs if cases.is_valid() else cases.queryset.none(), 25).get_page(
+            request.GET.get("page")
+        ),
+        "case_filter": cases,
+        "case_statuses": Case.Status.choices,
+        "case_orderings": WORKLIST_ORDERINGS,
         "waiting": waiting[:50],
         "failures": failures[:20],
         "counts": counts,
         "referred": referral_list_received(user=request.user)[:50],
     }
     return render(request, "diagnosis/worklist.html", context)
+
+
+# The worklist's case list: what a clinician asks for most, before choosing filters.
+WORKLIST_DEFAULT_FILTERS = {"signed_off": "false", "ordering": "-updated_at"}
+WORKLIST_ORDERINGS = [
+    ("-updated_at", "Recently updated"),
+    ("-created_at", "Newest first"),
+    ("created_at", "Oldest first"),
+    ("patient_identifier", "Patient identifier"),
+]
+
+
+def _worklist_cases(request: HttpRequest) -> CaseFilter:
+    """Every case the user sees (their own, those referred to them; every case for staff), through the
+    same filters and orderings as the API's case list."""
+    data = request.GET if set(request.GET) - {"page"} else WORKLIST_DEFAULT_FILTERS
+    return CaseFilter(data, queryset=case_list(user=request.user), request=request)
+
+
+@require_GET
+@clinician_page
+def prediction_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """A prediction's place on its case page (the page of scans that holds it), for links from lists."""
+    return redirect(case_anchor(prediction_get(user=request.user, pk=pk)))
 
 
 # Patients ------------------------------------------------------------------------------------------------
@@ -389,6 +423,31 @@ def _case_series(user, case: Case) -> list[Series]:
     return list(series)
 
 
+def _next_to_review(user, case: Case, referral) -> tuple[str, str] | None:
+    """(url, text) of the next result waiting for this user: a current prediction of this case, else the
+    next case with one."""
+    if referral is None:
+        waiting = case_unsettled_predictions(case=case).filter(status=Prediction.Status.DONE)
+    else:
+        waiting = (
+            case_current_predictions(case=case)
+            .filter(status=Prediction.Status.DONE, exclusion__isnull=True)
+            .exclude(reviews__reviewer=user)
+        )
+    prediction = waiting.order_by("-scan__uploaded_at", "-scan_id").values_list("pk", flat=True).first()
+    if prediction is not None:
+        return reverse("diagnosis:prediction-page", args=[prediction]), "Next unreviewed result"
+    other = (
+        case_list_waiting_for(user=user, cases=case_list(user=user).exclude(pk=case.pk))
+        .order_by("-updated_at", "-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if other is not None:
+        return reverse("diagnosis:case-detail", args=[other]), f"Next case to review (case {other})"
+    return None
+
+
 def _model_disagreement(current: Prediction, superseded: list[Prediction]) -> list[tuple[str, str]]:
     """(model, label) of the latest finished run of each model version on the scan, when their labels
     differ; empty when they agree or only one model ran."""
@@ -547,6 +606,7 @@ def _render_case(
         # One query for every re-run form of the page.
         "model_versions": list(ModelVersion.objects.order_by("name")),
         "status_cursor": status_cursor(),
+        "next_to_review": None if signed_off else _next_to_review(request.user, case, referral),
         "referral": referral,
         "can_change": referral is None,
         "series_list": series,
@@ -594,6 +654,8 @@ def _prediction_state(prediction: Prediction) -> dict:
         "label": prediction.label,
         "label_display": prediction.get_label_display() if prediction.label else "",
         "probability": prediction.probability,
+        # The decision threshold of the model that made it (from its card, at registration).
+        "threshold": prediction.model_version.threshold if prediction.model_version else None,
         "reason": prediction.reason,
         "model_version": str(prediction.model_version or prediction.requested_model or ""),
         "error": prediction.error,
