@@ -12,7 +12,20 @@ from ml.models import ModelVersion
 
 class ServiceForm(forms.Form):
     """A form whose cleaned data goes to a service; the service's errors are shown next to the fields
-    they name."""
+    they name. A choice refused is told with the choices' labels, as the page shows them ("Choose Normal,
+    Degenerative disc disease or Not assessable."), never with their stored values."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for form_field in self.fields.values():
+            if not isinstance(form_field, forms.ChoiceField) or isinstance(
+                form_field, forms.ModelChoiceField
+            ):
+                continue
+            shown = [(value, label) for value, label in form_field.choices if value != ""]
+            default = forms.ChoiceField.default_error_messages["invalid_choice"]
+            if shown and form_field.error_messages["invalid_choice"] == default:
+                form_field.error_messages["invalid_choice"] = f"Choose {choices_sentence(shown)}."
 
     def submit(self, service: Callable, **arguments):
         """The service's result, or None when the form or the service refused the input. A refusal of
@@ -73,16 +86,12 @@ class ReviewForm(ServiceForm):
     decision = forms.ChoiceField(
         choices=Review.Decision.choices,
         widget=forms.RadioSelect,
-        error_messages={
-            "required": f"Choose {choices_sentence(Review.Decision.choices)}.",
-            "invalid_choice": f"Choose {choices_sentence(Review.Decision.choices)}.",
-        },
+        error_messages={"required": f"Choose {choices_sentence(Review.Decision.choices)}."},
     )
     final_label = forms.ChoiceField(
         choices=[("", "Keep the model's label"), *Prediction.Label.choices],
         required=False,
         help_text="Required when overriding.",
-        error_messages={"invalid_choice": f"Choose {choices_sentence(Prediction.Label.choices)}."},
     )
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
 
@@ -125,6 +134,7 @@ class RerunForm(ServiceForm):
         required=False,
         empty_label="The active model",
         label="Re-run with",
+        error_messages={"invalid_choice": "Choose the active model or one of the registered models."},
     )
 
 

@@ -589,6 +589,11 @@ def _render_case(
         prediction.review_form = _review_form_state(prediction, bound_forms.get(("review", prediction.pk)))
         prediction.rerun_errors = _form_errors(bound_forms.get(("rerun", prediction.pk)))
         prediction.not_used_errors = _form_errors(bound_forms.get(("not-used", prediction.pk)))
+    for holder in holders:
+        # A form refused on a superseded run is shown, not left folded away.
+        holder.superseded_open = any(
+            p.review_form.bound or p.rerun_errors or p.not_used_errors for p in holder.superseded
+        )
     template = (
         "diagnosis/_scans.html" if request.GET.get("partial") == "scans" else "diagnosis/case_detail.html"
     )

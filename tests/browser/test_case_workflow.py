@@ -459,6 +459,7 @@ def test_clinician_corrects_one_levels_grade_and_the_image_decision_follows(
     """The model graded L4-L5 3 (degenerated), so the image is DDD; the clinician grades it 2, the page
     says the image is now normal before saving, and the saved review is an override to Normal with the
     corrected level marked. The models page counts the changed grade."""
+    from django.core.files.base import ContentFile
     from playwright.sync_api import expect
 
     page = browser_page
@@ -467,7 +468,12 @@ def test_clinician_corrects_one_levels_grade_and_the_image_decision_follows(
     scan = scan_from(mri_samples()[0], case)
     model = ModelVersionFactory(name="invgg-levels", version="3")
     prediction = PredictionFactory(
-        scan=scan, status="done", label="ddd", probability=0.74, model_version=model
+        scan=scan,
+        status="done",
+        label="ddd",
+        probability=0.74,
+        model_version=model,
+        heatmap=ContentFile(mri_samples()[1].read_bytes(), name="heat.png"),
     )
     for row, (level, grade) in enumerate([("L3-L4", 2), ("L4-L5", 3), ("L5-S1", 2)]):
         probabilities = [0.05] * 5
@@ -490,12 +496,30 @@ def test_clinician_corrects_one_levels_grade_and_the_image_decision_follows(
         "Image decision: Degenerative disc disease (agrees with the model); every grade confirmed."
     )
     expect(card.get_by_label("L4-L5", exact=True)).to_have_value("3")
-    shot(page, "25-level-review-form")
+    # The model's decision threshold is marked on the probability bar.
+    expect(card.locator('[data-field="threshold"]')).to_have_text("threshold 0.50")
+    expect(card.locator('[data-field="bar-threshold"]')).to_have_attribute("x1", "500")
+
+    scan_card = page.locator(f"#scan-{scan.pk}")
+    legend = scan_card.locator('[data-field="heatmap-legend"]')
+    expect(legend).to_be_hidden()
+    card.get_by_role("button", name="Show heatmap").click()
+    expect(legend).to_be_visible()
+    expect(scan_card.locator("img.scan-underlay")).to_have_count(1)
+    scan_card.get_by_label("Heatmap opacity").fill("40")
+    expect(scan_card.locator("img.thumb")).to_have_css("opacity", "0.4")
+    scan_card.get_by_role("button", name="Zoom in").click()
+    expect(scan_card.locator('[data-field="zoom-level"]')).to_have_text("150%")
+    shot(page, "25-heatmap-legend-opacity-zoom")
+    scan_card.get_by_role("button", name="Zoom out").click()
+    card.get_by_role("button", name="Hide heatmap").click()
+    expect(legend).to_be_hidden()
+    shot(page, "26-level-review-form")
 
     card.get_by_label("L4-L5", exact=True).select_option("2")
     expect(outcome).to_have_text("Image decision: Normal (overrides the model); 1 level corrected.")
     card.get_by_label("Comment").fill("L4-L5 keeps its disc signal.")
-    shot(page, "26-level-grade-corrected")
+    shot(page, "27-level-grade-corrected")
     card.get_by_role("button", name="Save review").click()
 
     expect(page.locator(".review-done")).to_contain_text(
@@ -503,7 +527,7 @@ def test_clinician_corrects_one_levels_grade_and_the_image_decision_follows(
     )
     expect(page.locator(".review-levels li.changed")).to_have_text("L4-L5: grade 2 (model 3, corrected)")
     expect(page.locator(".review-levels li")).to_have_count(3)
-    shot(page, "27-level-review-saved")
+    shot(page, "28-level-review-saved")
     review = Review.objects.get()
     assert (review.decision, review.final_label, review.comment) == (
         "override",
@@ -520,5 +544,15 @@ def test_clinician_corrects_one_levels_grade_and_the_image_decision_follows(
     l4_l5 = page.locator("#level-reviews tbody tr").nth(1)
     expect(l4_l5.locator("th")).to_have_text("L4-L5")
     expect(l4_l5.locator("td")).to_have_text(["1", "1", "100%"])
-    shot(page, "28-models-level-grades-changed")
+    shot(page, "29-models-level-grades-changed")
+
+    page.goto(f"{live_server.url}/")
+    page.get_by_label("Patient identifier").fill("levels")
+    page.get_by_label("Signed off").select_option("")
+    page.get_by_label("Sort by").select_option("patient_identifier")
+    page.get_by_role("button", name="Show cases").click()
+    expect(page.locator("#cases tbody tr")).to_have_count(1)
+    expect(page.locator("#cases tbody")).to_contain_text("MRN-LEVELS-1")
+    expect(page.locator("#time-zone")).to_contain_text("Times in")
+    shot(page, "30-worklist-filtered")
     assert csp_violations == []

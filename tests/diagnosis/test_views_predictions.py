@@ -56,6 +56,7 @@ def test_prediction_rerun_queues_with_the_chosen_model(client, case, clinician):
         f"/predictions/{prediction.pk}/rerun/", {f"rerun-{prediction.pk}-model_version": 999999}
     )
     assert unknown.status_code == 400 and Prediction.objects.count() == 2
+    assert "Choose the active model or one of the registered models." in unknown.content.decode()
 
 
 def test_prediction_heatmap_is_png_and_404_until_it_exists(client, case, clinician):
