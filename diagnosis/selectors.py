@@ -287,11 +287,12 @@ def _change_summary(object_type: str, record) -> str:
     return f"{object_type.capitalize()} {record.id} {verb}"
 
 
-def case_history(*, case: Case) -> list[HistoryEntry]:
-    """Newest first. `case` comes from case_get, so the user already sees it. Deleted scans and
-    predictions are still found through their own history."""
-    scan_ids = set(Scan.history.filter(case_id=case.pk).values_list("id", flat=True))
-    prediction_ids = set(Prediction.history.filter(scan_id__in=scan_ids).values_list("id", flat=True))
+def _case_changes(case: Case, limit: int | None = None) -> list[HistoryEntry]:
+    """Every recorded change to the case and what hangs off it, newest first; the newest `limit` of
+    them when given (each source then reads no more rows than that). Deleted scans and predictions are
+    still found through their own history."""
+    scan_ids = Scan.history.filter(case_id=case.pk).values("id")
+    prediction_ids = Prediction.history.filter(scan_id__in=scan_ids).values("id")
     sources = [
         ("patient", Patient.history.filter(id=case.patient_id)),
         ("case", Case.history.filter(id=case.pk)),
@@ -301,20 +302,36 @@ def case_history(*, case: Case) -> list[HistoryEntry]:
         ("review", Review.history.filter(prediction_id__in=prediction_ids)),
         ("referral", Referral.history.filter(case_id=case.pk)),
     ]
-    entries = [
-        HistoryEntry(
-            at=record.history_date,
-            user=_username(record.history_user),
-            kind="change",
-            object_type=object_type,
-            object_id=record.id,
-            action=HISTORY_VERBS[record.history_type],
-            summary=_change_summary(object_type, record),
-            record=record,
-        )
-        for object_type, records in sources
-        for record in records.select_related("history_user")
-    ]
+    entries = []
+    for object_type, records in sources:
+        records = records.select_related("history_user").order_by("-history_date", "-history_id")
+        entries += [
+            HistoryEntry(
+                at=record.history_date,
+                user=_username(record.history_user),
+                kind="change",
+                object_type=object_type,
+                object_id=record.id,
+                action=HISTORY_VERBS[record.history_type],
+                summary=_change_summary(object_type, record),
+                record=record,
+            )
+            for record in (records[:limit] if limit is not None else records)
+        ]
+    entries.sort(key=lambda entry: entry.at, reverse=True)
+    return entries[:limit] if limit is not None else entries
+
+
+def case_timeline(*, case: Case, limit: int) -> list[HistoryEntry]:
+    """The case page's timeline: its newest `limit` changes, read in a bounded number of queries and
+    rows whatever the case's age (the history page has them all, and every view and download)."""
+    return _case_changes(case, limit)
+
+
+def case_history(*, case: Case) -> list[HistoryEntry]:
+    """Newest first: every change, and every view and download. `case` comes from case_get, so the user
+    already sees it."""
+    entries = _case_changes(case)
     entries += [
         HistoryEntry(
             at=event.at,

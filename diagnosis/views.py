@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from functools import wraps
-from itertools import islice
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -48,13 +47,13 @@ from diagnosis.models import (
     Prediction,
     PredictionLevel,
     Review,
+    ReviewLevel,
     Scan,
     Series,
 )
 from diagnosis.selectors import (
     case_current_predictions,
     case_get,
-    case_history,
     case_list,
     case_list_owned,
     case_list_waiting_for,
@@ -62,6 +61,7 @@ from diagnosis.selectors import (
     case_report_get,
     case_report_list,
     case_sign_off_blockers,
+    case_timeline,
     case_unsettled_predictions,
     model_level_review_counts,
     patient_get,
@@ -397,7 +397,11 @@ def case_page_of(scan: Scan) -> int:
 
 _PAGE_PREDICTIONS = Prediction.objects.select_related(
     "model_version", "requested_model", "exclusion__excluded_by"
-).prefetch_related("reviews__reviewer", "reviews__referral", "reviews__levels__finding", "levels")
+).prefetch_related(
+    Prefetch("reviews", queryset=Review.objects.select_related("reviewer", "referral")),
+    Prefetch("reviews__levels", queryset=ReviewLevel.objects.select_related("finding")),
+    "levels",
+)
 
 
 def _case_series(user, case: Case) -> list[Series]:
@@ -631,8 +635,7 @@ def _render_case(
     if template == "diagnosis/case_detail.html":
         context["referrals"] = referral_list(user=request.user, case=case)
         context["referral_form"] = referral_form or ReferralForm()
-        changes = (entry for entry in case_history(case=case) if entry.kind == "change")
-        context["timeline"] = list(islice(changes, CASE_PAGE_TIMELINE))
+        context["timeline"] = case_timeline(case=case, limit=CASE_PAGE_TIMELINE)
     return render(request, template, context, status=status)
 
 

@@ -66,7 +66,10 @@ def test_the_case_page_uses_the_same_bounded_number_of_queries(
     )
     client.force_login(clinician)
     client.get(f"/cases/{case.pk}/")  # the session and the clinicians group settle on the first request
-    html = page_queries(client, case, django_assert_max_num_queries, 40)
+    # 27 whatever the case holds: session, user, case, the access log, the page of scans and what hangs
+    # off them, series, model versions, the next result to review, sign-off, reports, referrals and the
+    # timeline's seven history tables (and the clinicians-group check, asked four times).
+    html = page_queries(client, case, django_assert_max_num_queries, 27)
     shown = min(count, CASE_PAGE_SCANS)
     assert html.count('class="scan-card card"') == shown
     assert html.count('data-field="current"') == shown
