@@ -512,16 +512,13 @@ GRADES = list(PredictionLevel.GRADES)
 
 def _review_form_state(prediction: Prediction, form: ReviewForm | None) -> ReviewFormState:
     prefix = f"review-{prediction.pk}"
-    mine = (
-        {given.finding_id: given.grade for given in prediction.my_opinion.levels.all()}
-        if (prediction.my_opinion)
-        else {}
-    )
+    mine = prediction.my_opinion
+    given = {reading.finding_id: reading.grade for reading in mine.levels.all()} if mine else {}
     data = form.data if form is not None else {}
     rows = []
     for finding in prediction.levels.all():
         name = f"{prefix}-{grade_field(finding.level)}"
-        preset = mine.get(finding.pk, finding.grade)
+        preset = given.get(finding.pk, finding.grade)
         posted = data.get(name, "")
         rows.append(
             GradeRow(
@@ -615,7 +612,6 @@ def _render_case(
         # One query for every re-run form of the page.
         "model_versions": list(ModelVersion.objects.order_by("name")),
         "status_cursor": status_cursor(),
-        "next_to_review": None if signed_off else _next_to_review(request.user, case, referral),
         "referral": referral,
         "can_change": referral is None,
         "series_list": series,
@@ -636,6 +632,7 @@ def _render_case(
         context["referrals"] = referral_list(user=request.user, case=case)
         context["referral_form"] = referral_form or ReferralForm()
         context["timeline"] = case_timeline(case=case, limit=CASE_PAGE_TIMELINE)
+        context["next_to_review"] = None if signed_off else _next_to_review(request.user, case, referral)
     return render(request, template, context, status=status)
 
 
