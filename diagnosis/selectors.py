@@ -282,6 +282,9 @@ def _change_summary(object_type: str, record) -> str:
     verb = HISTORY_VERBS[record.history_type]
     if object_type == "review":
         return f"{record.get_kind_display()} {record.id} (version {record.version}) {verb}"
+    if object_type == "review level":
+        level = record.finding.level if record.finding is not None else f"finding {record.finding_id}"
+        return f"Review {record.review_id}: grade {record.grade} at {level} {verb}"
     if object_type == "referral" and record.withdrawn_at and record.history_type == "~":
         return f"Referral {record.id} withdrawn"
     return f"{object_type.capitalize()} {record.id} {verb}"
@@ -289,8 +292,9 @@ def _change_summary(object_type: str, record) -> str:
 
 def _case_changes(case: Case, limit: int | None = None) -> list[HistoryEntry]:
     """Every recorded change to the case and what hangs off it, newest first; the newest `limit` of
-    them when given (each source then reads no more rows than that). Deleted scans and predictions are
-    still found through their own history."""
+    them when given (each source then reads no more rows than that, and the grades a review gives per
+    level, told with the review, are left out). Deleted scans and predictions are still found through
+    their own history."""
     scan_ids = Scan.history.filter(case_id=case.pk).values("id")
     prediction_ids = Prediction.history.filter(scan_id__in=scan_ids).values("id")
     sources = [
@@ -302,6 +306,10 @@ def _case_changes(case: Case, limit: int | None = None) -> list[HistoryEntry]:
         ("review", Review.history.filter(prediction_id__in=prediction_ids)),
         ("referral", Referral.history.filter(case_id=case.pk)),
     ]
+    if limit is None:
+        reviews = Review.history.filter(prediction_id__in=prediction_ids).values("id")
+        levels = ReviewLevel.history.filter(review_id__in=reviews).select_related("finding")
+        sources.append(("review level", levels))
     entries = []
     for object_type, records in sources:
         records = records.select_related("history_user").order_by("-history_date", "-history_id")

@@ -80,3 +80,14 @@ def test_models_page_counts_levels_reviewed_and_grades_changed_per_model(client,
     html = client.get("/models/").content.decode()
     assert '<th scope="row">L4-L5</th><td>3</td><td>1</td><td>33%</td>' in html
     assert "<td>1 of 9</td>" in html
+
+
+def test_the_case_history_lists_the_grade_given_at_each_level(client, clinician):
+    prediction = done_prediction(clinician)
+    review = review_create(user=clinician, prediction=prediction, levels=[{"level": "L4-L5", "grade": 2}])
+    client.force_login(clinician)
+    html = client.get(f"/cases/{prediction.scan.case_id}/history/").content.decode()
+    assert f"Review {review.pk}: grade 2 at L4-L5 created" in html
+    assert f"Review {review.pk}: grade 2 at L3-L4 created" in html
+    timeline = client.get(f"/cases/{prediction.scan.case_id}/").content.decode()
+    assert f"Review {review.pk}: grade" not in timeline, "the timeline tells the review, not each grade"
