@@ -64,12 +64,19 @@ REPORT_CSP_VIOLATIONS = """document.addEventListener("securitypolicyviolation", 
 });"""
 
 
+_EMPTIED: list[bool] = []
+
+
 @pytest.fixture(scope="session")
 def screenshots_folder() -> Path:
-    """Emptied once per run, so each test's screenshots sit beside the others'."""
+    """Emptied once per run, so each test's screenshots sit beside the others'. This module and the
+    folder's conftest both define the fixture (each a session fixture of its own), so the flag keeps
+    the second from emptying what the first module's tests wrote."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for stale in SCREENSHOTS.glob("*.png"):
-        stale.unlink()
+    if not _EMPTIED:
+        for stale in SCREENSHOTS.glob("*.png"):
+            stale.unlink()
+        _EMPTIED.append(True)
     return SCREENSHOTS
 
 
