@@ -12,6 +12,7 @@ from diagnosis.models import (
     PredictionLevel,
     Referral,
     Review,
+    ReviewLevel,
     Scan,
 )
 
@@ -154,6 +155,22 @@ class PredictionAdmin(SimpleHistoryAdmin):
         return False
 
 
+class ReviewLevelInline(admin.TabularInline):
+    """The grade given per level, shown with the review and, like it, never edited."""
+
+    model = ReviewLevel
+    fields = ("finding", "grade")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Review)
 class ReviewAdmin(SimpleHistoryAdmin):
     """Shown, never edited nor deleted, not even by a superuser: a review is the clinician's own words, and
@@ -172,6 +189,7 @@ class ReviewAdmin(SimpleHistoryAdmin):
     list_filter = ("kind", "decision", "final_label", "created_at")
     search_fields = ("comment", "reviewer__username", "prediction__scan__case__patient__identifier")
     list_select_related = ("prediction", "reviewer")
+    inlines = [ReviewLevelInline]
 
     def has_add_permission(self, request) -> bool:
         return False

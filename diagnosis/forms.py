@@ -1,17 +1,31 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django import forms
 
 from diagnosis.errors import ApplicationError, PermissionDenied
-from diagnosis.models import Patient, Prediction, Referral, Review
+from diagnosis.models import Patient, Prediction, PredictionLevel, Referral, Review
+from diagnosis.services.reviews import choices_sentence
 from ml.models import ModelVersion
 
 
 class ServiceForm(forms.Form):
     """A form whose cleaned data goes to a service; the service's errors are shown next to the fields
-    they name."""
+    they name. A choice refused is told with the choices' labels, as the page shows them ("Choose Normal,
+    Degenerative disc disease or Not assessable."), never with their stored values."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for form_field in self.fields.values():
+            if not isinstance(form_field, forms.ChoiceField) or isinstance(
+                form_field, forms.ModelChoiceField
+            ):
+                continue
+            shown = [(value, label) for value, label in form_field.choices if value != ""]
+            default = forms.ChoiceField.default_error_messages["invalid_choice"]
+            if shown and form_field.error_messages["invalid_choice"] == default:
+                form_field.error_messages["invalid_choice"] = f"Choose {choices_sentence(shown)}."
 
     def submit(self, service: Callable, **arguments):
         """The service's result, or None when the form or the service refused the input. A refusal of
@@ -65,13 +79,53 @@ class CaseByIdentifierForm(CaseCreateForm):
 
 
 class ReviewForm(ServiceForm):
-    decision = forms.ChoiceField(choices=Review.Decision.choices, widget=forms.RadioSelect)
+    """Validates the case page's review form (rendered from plain context, see views._review_form_state).
+    On a prediction with levels it takes a grade per level, named `grade-<level>`, and the decision follows
+    the grades (services.reviews)."""
+
+    decision = forms.ChoiceField(
+        choices=Review.Decision.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": f"Choose {choices_sentence(Review.Decision.choices)}."},
+    )
     final_label = forms.ChoiceField(
         choices=[("", "Keep the model's label"), *Prediction.Label.choices],
         required=False,
         help_text="Required when overriding.",
     )
     comment = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, max_length=2000)
+
+    def __init__(self, *args, findings: Iterable[PredictionLevel] = (), **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.findings = list(findings)
+        if self.findings:
+            # The page sends the grades; a decision alone (Agree: the model's grades) is taken too.
+            self.fields["decision"].required = False
+        grades = [(grade, str(grade)) for grade in PredictionLevel.GRADES]
+        for finding in self.findings:
+            message = f"Choose a Pfirrmann grade from 1 to 5 for {finding.level}."
+            self.fields[grade_field(finding.level)] = forms.TypedChoiceField(
+                choices=grades,
+                coerce=int,
+                required=False,
+                empty_value=None,
+                label=finding.level,
+                error_messages={"invalid_choice": message},
+            )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.findings:
+            data["levels"] = [
+                {"level": finding.level, "grade": grade}
+                for finding in self.findings
+                if (grade := data.pop(grade_field(finding.level), None)) is not None
+            ]
+        return data
+
+
+def grade_field(level: str) -> str:
+    return f"grade-{level}"
 
 
 class RerunForm(ServiceForm):
@@ -80,6 +134,7 @@ class RerunForm(ServiceForm):
         required=False,
         empty_label="The active model",
         label="Re-run with",
+        error_messages={"invalid_choice": "Choose the active model or one of the registered models."},
     )
 
 

@@ -331,6 +331,11 @@ class PredictionLevel(models.Model):
         L4_L5 = "L4-L5", "L4-L5"
         L5_S1 = "L5-S1", "L5-S1"
 
+    # The Pfirrmann grade from which a disc counts as degenerated, and the image as DDD (the data's
+    # definition, as in ml.levels.grading, which the web process does not import).
+    DEGENERATED_FROM = 3
+    GRADES = range(1, 6)
+
     prediction = models.ForeignKey(Prediction, on_delete=models.CASCADE, related_name="levels")
     level = models.CharField(max_length=5, choices=Level.choices)
     box = models.JSONField(help_text="[x0, y0, x1, y1] in image pixels.")
@@ -483,6 +488,35 @@ class Review(models.Model):
         return (
             f"{self.get_kind_display()} v{self.version} of prediction {self.prediction_id}: {self.decision}"
         )
+
+
+class ReviewLevel(models.Model):
+    """The grade a review version gives one disc level of the prediction: the model's grade confirmed, or
+    corrected. Written with its review and, like it, never changed."""
+
+    review = models.ForeignKey(Review, on_delete=models.CASCADE, related_name="levels")
+    finding = models.ForeignKey(PredictionLevel, on_delete=models.CASCADE, related_name="review_levels")
+    grade = models.PositiveSmallIntegerField(help_text="The clinician's Pfirrmann grade 1-5.")
+    history = HistoricalRecords()
+
+    class Meta:
+        ordering = ["review", "finding__level"]
+        constraints = [
+            models.UniqueConstraint(fields=["review", "finding"], name="review_level_unique"),
+            models.CheckConstraint(condition=Q(grade__gte=1, grade__lte=5), name="review_level_grade"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.finding.level}: grade {self.grade} (model {self.finding.grade})"
+
+    @property
+    def level(self) -> str:
+        return self.finding.level
+
+    @property
+    def changed(self) -> bool:
+        """The clinician corrected the model's grade."""
+        return self.grade != self.finding.grade
 
 
 class AccessEvent(models.Model):

@@ -10,7 +10,7 @@ from functools import cached_property
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from diagnosis.errors import NotFound
@@ -25,6 +25,7 @@ from diagnosis.models import (
     PredictionLevel,
     Referral,
     Review,
+    ReviewLevel,
     Scan,
     Series,
 )
@@ -91,6 +92,24 @@ def case_list_owned(*, user: AbstractBaseUser) -> QuerySet[Case]:
     """A clinician's own cases, without those referred to them; staff's list is every case."""
     cases = case_list(user=user)
     return cases if user_sees_everything(user) else cases.filter(owner=user)
+
+
+def case_list_referred(*, user: AbstractBaseUser, cases: QuerySet[Case]) -> QuerySet[Case]:
+    """Those of `cases` referred to this clinician (and not withdrawn)."""
+    return cases.filter(pk__in=_referred_cases(user))
+
+
+def case_list_waiting_for(*, user: AbstractBaseUser, cases: QuerySet[Case]) -> QuerySet[Case]:
+    """Those of `cases` with a result waiting for this user: the owner's (any, for staff) cases awaiting
+    review, and the referred cases with a finished, used prediction the clinician gave no opinion on."""
+    awaiting = Q(status=Case.Status.AWAITING_REVIEW)
+    if not user_sees_everything(user):
+        awaiting &= Q(owner=user)
+    my_reading = Review.objects.filter(prediction=OuterRef("pk"), reviewer=user)
+    unread = Prediction.objects.filter(
+        scan__case=OuterRef("pk"), status=Prediction.Status.DONE, exclusion__isnull=True
+    ).filter(~Exists(my_reading))
+    return cases.filter(awaiting | (Q(pk__in=_referred_cases(user)) & Exists(unread)))
 
 
 def case_get(*, user: AbstractBaseUser, pk: int) -> Case:
@@ -172,6 +191,36 @@ def prediction_opinions(prediction: Prediction) -> Opinions:
     )
 
 
+@dataclass(frozen=True)
+class LevelReviewCount:
+    level: str
+    reviewed: int
+    changed: int
+
+    @property
+    def changed_rate(self) -> float:
+        return self.changed / self.reviewed if self.reviewed else 0.0
+
+
+def model_level_review_counts() -> dict[int, list[LevelReviewCount]]:
+    """Per model version and disc level: how many levels the cases' current reviews graded and how many
+    of those grades differ from the model's, in one grouped query. Second opinions are not counted, as
+    they are not for the models' override rates."""
+    rows = (
+        ReviewLevel.objects.filter(review__in=Review.objects.current().filter(kind=Review.Kind.REVIEW))
+        .order_by()
+        .values("finding__prediction__model_version", "finding__level")
+        .annotate(reviewed=Count("id"), changed=Count("id", filter=~Q(grade=F("finding__grade"))))
+        .order_by("finding__prediction__model_version", "finding__level")
+    )
+    counts: dict[int, list[LevelReviewCount]] = {}
+    for row in rows:
+        counts.setdefault(row["finding__prediction__model_version"], []).append(
+            LevelReviewCount(level=row["finding__level"], reviewed=row["reviewed"], changed=row["changed"])
+        )
+    return counts
+
+
 # The case history: every recorded change to the case and what hangs off it, and every access to it.
 
 HISTORY_VERBS = {"+": "created", "~": "changed", "-": "deleted"}
@@ -233,16 +282,21 @@ def _change_summary(object_type: str, record) -> str:
     verb = HISTORY_VERBS[record.history_type]
     if object_type == "review":
         return f"{record.get_kind_display()} {record.id} (version {record.version}) {verb}"
+    if object_type == "review level":
+        level = record.finding.level if record.finding is not None else f"finding {record.finding_id}"
+        return f"Review {record.review_id}: grade {record.grade} at {level} {verb}"
     if object_type == "referral" and record.withdrawn_at and record.history_type == "~":
         return f"Referral {record.id} withdrawn"
     return f"{object_type.capitalize()} {record.id} {verb}"
 
 
-def case_history(*, case: Case) -> list[HistoryEntry]:
-    """Newest first. `case` comes from case_get, so the user already sees it. Deleted scans and
-    predictions are still found through their own history."""
-    scan_ids = set(Scan.history.filter(case_id=case.pk).values_list("id", flat=True))
-    prediction_ids = set(Prediction.history.filter(scan_id__in=scan_ids).values_list("id", flat=True))
+def _case_changes(case: Case, limit: int | None = None) -> list[HistoryEntry]:
+    """Every recorded change to the case and what hangs off it, newest first; the newest `limit` of
+    them when given (each source then reads no more rows than that, and the grades a review gives per
+    level, told with the review, are left out). Deleted scans and predictions are still found through
+    their own history."""
+    scan_ids = Scan.history.filter(case_id=case.pk).values("id")
+    prediction_ids = Prediction.history.filter(scan_id__in=scan_ids).values("id")
     sources = [
         ("patient", Patient.history.filter(id=case.patient_id)),
         ("case", Case.history.filter(id=case.pk)),
@@ -252,20 +306,40 @@ def case_history(*, case: Case) -> list[HistoryEntry]:
         ("review", Review.history.filter(prediction_id__in=prediction_ids)),
         ("referral", Referral.history.filter(case_id=case.pk)),
     ]
-    entries = [
-        HistoryEntry(
-            at=record.history_date,
-            user=_username(record.history_user),
-            kind="change",
-            object_type=object_type,
-            object_id=record.id,
-            action=HISTORY_VERBS[record.history_type],
-            summary=_change_summary(object_type, record),
-            record=record,
-        )
-        for object_type, records in sources
-        for record in records.select_related("history_user")
-    ]
+    if limit is None:
+        reviews = Review.history.filter(prediction_id__in=prediction_ids).values("id")
+        levels = ReviewLevel.history.filter(review_id__in=reviews).select_related("finding")
+        sources.append(("review level", levels))
+    entries = []
+    for object_type, records in sources:
+        records = records.select_related("history_user").order_by("-history_date", "-history_id")
+        entries += [
+            HistoryEntry(
+                at=record.history_date,
+                user=_username(record.history_user),
+                kind="change",
+                object_type=object_type,
+                object_id=record.id,
+                action=HISTORY_VERBS[record.history_type],
+                summary=_change_summary(object_type, record),
+                record=record,
+            )
+            for record in (records[:limit] if limit is not None else records)
+        ]
+    entries.sort(key=lambda entry: entry.at, reverse=True)
+    return entries[:limit] if limit is not None else entries
+
+
+def case_timeline(*, case: Case, limit: int) -> list[HistoryEntry]:
+    """The case page's timeline: its newest `limit` changes, read in a bounded number of queries and
+    rows whatever the case's age (the history page has them all, and every view and download)."""
+    return _case_changes(case, limit)
+
+
+def case_history(*, case: Case) -> list[HistoryEntry]:
+    """Newest first: every change, and every view and download. `case` comes from case_get, so the user
+    already sees it."""
+    entries = _case_changes(case)
     entries += [
         HistoryEntry(
             at=event.at,
@@ -306,6 +380,21 @@ def case_current_predictions(*, case: Case) -> QuerySet[Prediction]:
     """The latest prediction of each scan of the case: a re-run supersedes the ones before it."""
     latest = Prediction.objects.filter(scan=OuterRef("scan")).order_by("-queued_at", "-pk").values("pk")[:1]
     return Prediction.objects.filter(scan__case=case, pk=Subquery(latest))
+
+
+def case_predictions_changed_since(
+    *, predictions: QuerySet[Prediction], since: datetime
+) -> QuerySet[Prediction]:
+    """Those queued, started, finished, reviewed or marked not used after `since`: what the case page's
+    poll has not seen yet."""
+    reviewed = Review.objects.filter(prediction=OuterRef("pk"), created_at__gt=since)
+    return predictions.filter(
+        Q(queued_at__gt=since)
+        | Q(started_at__gt=since)
+        | Q(finished_at__gt=since)
+        | Q(exclusion__created_at__gt=since)
+        | Exists(reviewed)
+    )
 
 
 def case_unsettled_predictions(*, case: Case) -> QuerySet[Prediction]:

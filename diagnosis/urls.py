@@ -31,6 +31,7 @@ urlpatterns = [
     path("cases/<id:pk>/report.pdf", views.case_report, name="case-report"),
     path("scans/<id:pk>/file", views.scan_file, name="scan-file"),
     path("scans/<id:pk>/preview", views.scan_preview, name="scan-preview"),
+    path("predictions/<id:pk>/", views.prediction_page, name="prediction-page"),
     path("predictions/<id:pk>/heatmap", views.prediction_heatmap, name="prediction-heatmap"),
     path("predictions/<id:pk>/review/", views.prediction_review, name="prediction-review"),
     path("predictions/<id:pk>/rerun/", views.prediction_rerun, name="prediction-rerun"),

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass, field
+from datetime import UTC, timedelta
 from functools import wraps
-from itertools import islice
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -14,15 +15,18 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch, Q
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Prefetch, Q, QuerySet, prefetch_related_objects
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET, require_POST
 from PIL import Image
 
+from diagnosis.api.filters import CaseFilter
 from diagnosis.errors import ApplicationError, Conflict, NotFound, PermissionDenied
 from diagnosis.forms import (
     CaseCreateForm,
@@ -33,17 +37,33 @@ from diagnosis.forms import (
     RerunForm,
     ReviewForm,
     SignOffForm,
+    grade_field,
 )
 from diagnosis.imaging import DISPLAY_WINDOWS, ImageRejected, load_display_view
-from diagnosis.models import AccessEvent, Case, CaseReport, Prediction, Review, Scan, Series
+from diagnosis.models import (
+    AccessEvent,
+    Case,
+    CaseReport,
+    Prediction,
+    PredictionLevel,
+    Review,
+    ReviewLevel,
+    Scan,
+    Series,
+)
 from diagnosis.selectors import (
+    case_current_predictions,
     case_get,
-    case_history,
     case_list,
     case_list_owned,
+    case_list_waiting_for,
+    case_predictions_changed_since,
     case_report_get,
     case_report_list,
     case_sign_off_blockers,
+    case_timeline,
+    case_unsettled_predictions,
+    model_level_review_counts,
     patient_get,
     patient_list,
     prediction_get,
@@ -199,14 +219,44 @@ def worklist(request: HttpRequest) -> HttpResponse:
         ).count(),
         "failed": failures.count(),
     }
+    cases = _worklist_cases(request)
     context = {
-        "cases": open_cases[:50],
+        "cases": Paginator(cases.qs if cases.is_valid() else cases.queryset.none(), 25).get_page(
+            request.GET.get("page")
+        ),
+        "case_filter": cases,
+        "case_statuses": Case.Status.choices,
+        "case_orderings": WORKLIST_ORDERINGS,
         "waiting": waiting[:50],
         "failures": failures[:20],
         "counts": counts,
         "referred": referral_list_received(user=request.user)[:50],
     }
     return render(request, "diagnosis/worklist.html", context)
+
+
+# The worklist's case list: what a clinician asks for most, before choosing filters.
+WORKLIST_DEFAULT_FILTERS = {"signed_off": "false", "ordering": "-updated_at"}
+WORKLIST_ORDERINGS = [
+    ("-updated_at", "Recently updated"),
+    ("-created_at", "Newest first"),
+    ("created_at", "Oldest first"),
+    ("patient_identifier", "Patient identifier"),
+]
+
+
+def _worklist_cases(request: HttpRequest) -> CaseFilter:
+    """Every case the user sees (their own, those referred to them; every case for staff), through the
+    same filters and orderings as the API's case list."""
+    data = request.GET if set(request.GET) - {"page"} else WORKLIST_DEFAULT_FILTERS
+    return CaseFilter(data, queryset=case_list(user=request.user), request=request)
+
+
+@require_GET
+@clinician_page
+def prediction_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """A prediction's place on its case page (the page of scans that holds it), for links from lists."""
+    return redirect(case_anchor(prediction_get(user=request.user, pk=pk)))
 
 
 # Patients ------------------------------------------------------------------------------------------------
@@ -316,22 +366,47 @@ def case_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
     return _render_form(request, form, title=f"Edit case {case.pk}", submit="Save", back=back)
 
 
-def _case_scans(user, case: Case):
-    return (
-        scan_list(user=user)
-        .filter(case=case, series__isnull=True)
-        .prefetch_related(Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at")))
+# The case page shows this many scans at a time (newest first); the series of the case are on the first page.
+CASE_PAGE_SCANS = 10
+
+
+def _case_scan_rows(user, case: Case) -> QuerySet[Scan]:
+    """The case's scans outside any series, in page order."""
+    return scan_list(user=user).filter(case=case, series__isnull=True).order_by("-uploaded_at", "-pk")
+
+
+def _case_scans(user, case: Case, page_number) -> Page:
+    page = Paginator(_case_scan_rows(user, case), CASE_PAGE_SCANS).get_page(page_number)
+    page.object_list = list(page.object_list)
+    prefetch_related_objects(
+        page.object_list,
+        Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at", "-pk")),
     )
+    return page
+
+
+def case_page_of(scan: Scan) -> int:
+    """The page of the case page that shows this scan."""
+    if scan.series_id is not None:
+        return 1
+    newer = Scan.objects.filter(case=scan.case_id, series__isnull=True).filter(
+        Q(uploaded_at__gt=scan.uploaded_at) | Q(uploaded_at=scan.uploaded_at, pk__gt=scan.pk)
+    )
+    return newer.count() // CASE_PAGE_SCANS + 1
 
 
 _PAGE_PREDICTIONS = Prediction.objects.select_related(
     "model_version", "requested_model", "exclusion__excluded_by"
-).prefetch_related("reviews__reviewer", "levels")
+).prefetch_related(
+    Prefetch("reviews", queryset=Review.objects.select_related("reviewer", "referral")),
+    Prefetch("reviews__levels", queryset=ReviewLevel.objects.select_related("finding")),
+    "levels",
+)
 
 
 def _case_series(user, case: Case) -> list[Series]:
     slices = Scan.objects.order_by("slice_index").prefetch_related(
-        Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at"))
+        Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at", "-pk"))
     )
     series = (
         series_list(user=user)
@@ -343,13 +418,58 @@ def _case_series(user, case: Case) -> list[Series]:
         item.ordered_slices = list(item.slices.all())
         item.predictions = sorted(
             (p for scan in item.ordered_slices for p in scan.predictions.all()),
-            key=lambda p: p.queued_at,
+            key=lambda p: (p.queued_at, p.pk),
             reverse=True,
         )
         item.chosen_index = next(
             (s.slice_index for s in item.ordered_slices if s.pk == item.chosen_scan_id), 0
         )
     return list(series)
+
+
+def _next_to_review(user, case: Case, referral) -> tuple[str, str] | None:
+    """(url, text) of the next result waiting for this user: a current prediction of this case, else the
+    next case with one."""
+    if referral is None:
+        waiting = case_unsettled_predictions(case=case).filter(status=Prediction.Status.DONE)
+    else:
+        waiting = (
+            case_current_predictions(case=case)
+            .filter(status=Prediction.Status.DONE, exclusion__isnull=True)
+            .exclude(reviews__reviewer=user)
+        )
+    prediction = waiting.order_by("-scan__uploaded_at", "-scan_id").values_list("pk", flat=True).first()
+    if prediction is not None:
+        return reverse("diagnosis:prediction-page", args=[prediction]), "Next unreviewed result"
+    other = (
+        case_list_waiting_for(user=user, cases=case_list(user=user).exclude(pk=case.pk))
+        .order_by("-updated_at", "-pk")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if other is not None:
+        return reverse("diagnosis:case-detail", args=[other]), f"Next case to review (case {other})"
+    return None
+
+
+def _model_disagreement(current: Prediction, superseded: list[Prediction]) -> list[tuple[str, str]]:
+    """(model, label) of the latest finished run of each model version on the scan, when their labels
+    differ; empty when they agree or only one model ran."""
+    latest: dict[int, tuple[str, str]] = {}
+    for prediction in (current, *superseded):  # newest first
+        if prediction.status == Prediction.Status.DONE and prediction.model_version_id not in (None, *latest):
+            latest[prediction.model_version_id] = (
+                prediction.model_version.name,
+                prediction.get_label_display(),
+            )
+    return sorted(latest.values()) if len({label for _, label in latest.values()}) > 1 else []
+
+
+def _form_errors(form) -> list[str]:
+    """Every message of a bound form, for forms the page writes as plain HTML."""
+    if form is None:
+        return []
+    return [message for messages_ in form.errors.values() for message in messages_]
 
 
 def _my_opinion(opinions, user) -> Review | None:
@@ -359,6 +479,72 @@ def _my_opinion(opinions, user) -> Review | None:
     return next((review for review in opinions.second_opinions if review.reviewer_id == user.pk), None)
 
 
+@dataclass(frozen=True)
+class GradeRow:
+    level: str
+    model_grade: int
+    grade: int  # preset: the grade of one's own current reading, else the model's
+    field: str
+
+
+@dataclass(frozen=True)
+class ReviewFormState:
+    """What the case page's review form shows, in plain values: the template writes the HTML itself, so
+    that a page of predictions builds no form objects (a form is bound only to the one that was posted)."""
+
+    prefix: str
+    grade_rows: list[GradeRow]
+    decision: str = ""
+    final_label: str = ""
+    comment: str = ""
+    errors: list[str] = field(default_factory=list)
+    field_errors: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def bound(self) -> bool:
+        return bool(self.errors or self.field_errors)
+
+
+REVIEW_DECISIONS = Review.Decision.choices
+REVIEW_LABELS = Prediction.Label.choices
+GRADES = list(PredictionLevel.GRADES)
+
+
+def _review_form_state(prediction: Prediction, form: ReviewForm | None) -> ReviewFormState:
+    prefix = f"review-{prediction.pk}"
+    mine = prediction.my_opinion
+    given = {reading.finding_id: reading.grade for reading in mine.levels.all()} if mine else {}
+    data = form.data if form is not None else {}
+    rows = []
+    for finding in prediction.levels.all():
+        name = f"{prefix}-{grade_field(finding.level)}"
+        preset = given.get(finding.pk, finding.grade)
+        posted = data.get(name, "")
+        rows.append(
+            GradeRow(
+                level=finding.level,
+                model_grade=finding.grade,
+                grade=int(posted) if posted.isdigit() else preset,
+                field=name,
+            )
+        )
+    if form is None:
+        return ReviewFormState(prefix=prefix, grade_rows=rows)
+    return ReviewFormState(
+        prefix=prefix,
+        grade_rows=rows,
+        decision=data.get(f"{prefix}-decision", ""),
+        final_label=data.get(f"{prefix}-final_label", ""),
+        comment=data.get(f"{prefix}-comment", ""),
+        # A grade's error names its level, so it is told above the table with the others.
+        errors=[
+            *form.non_field_errors(),
+            *(e for name, errors in form.errors.items() if name.startswith("grade-") for e in errors),
+        ],
+        field_errors={name: list(errors) for name, errors in form.errors.items() if name != "__all__"},
+    )
+
+
 def _render_case(
     request: HttpRequest,
     case: Case,
@@ -366,25 +552,33 @@ def _render_case(
     bound_forms: dict | None = None,
     status: int = 200,
     referral_form: ReferralForm | None = None,
+    page_number: int | None = None,
 ):
     bound_forms = bound_forms or {}
     # The owner and staff change the case; a referred clinician sees it and gives their own opinion.
     referral = case_referral_of(request.user, case)
-    scans = list(_case_scans(request.user, case))
-    series = _case_series(request.user, case)
+    page = _case_scans(request.user, case, page_number or request.GET.get("page"))
+    scans = page.object_list
+    series = _case_series(request.user, case) if page.number == 1 else []
     for scan in scans:
+        runs = list(scan.predictions.all())
         # The boxes drawn on the image: the newest finished prediction that located the levels.
-        scan.located_levels = next(
-            (list(p.levels.all()) for p in scan.predictions.all() if p.levels.all()), []
-        )
+        scan.located_levels = next((list(p.levels.all()) for p in runs if p.levels.all()), [])
         scan.box_font_size = max(12, round(max(scan.width, scan.height) / 30))
-        for index, prediction in enumerate(scan.predictions.all()):
-            prediction.is_current = index == 0  # the latest run of the scan; earlier ones are superseded
+        # The latest run of the scan is current; earlier ones are superseded, folded away on the page.
+        scan.current_prediction, scan.superseded = (runs[0], runs[1:]) if runs else (None, [])
     for item in series:
-        for index, prediction in enumerate(item.predictions):
-            prediction.is_current = index == 0
-    predictions = [p for scan in scans for p in scan.predictions.all()]
-    predictions += [p for item in series for p in item.predictions]
+        item.current_prediction, item.superseded = (
+            (item.predictions[0], item.predictions[1:]) if item.predictions else (None, [])
+        )
+    holders = [*scans, *series]
+    for holder in holders:
+        for prediction in holder.superseded:
+            prediction.is_current = False
+        if holder.current_prediction is not None:
+            holder.current_prediction.is_current = True
+            holder.disagreement = _model_disagreement(holder.current_prediction, holder.superseded)
+    predictions = [p for holder in holders for p in (holder.current_prediction, *holder.superseded) if p]
     for prediction in predictions:
         prediction.opinions = prediction_opinions(prediction)
         prediction.my_opinion = _my_opinion(prediction.opinions, request.user)
@@ -393,14 +587,13 @@ def _render_case(
         prediction.can_review = (
             referral is not None or review is None or review.reviewer_id == request.user.pk
         )
-        prediction.review_form = bound_forms.get(("review", prediction.pk)) or ReviewForm(
-            prefix=f"review-{prediction.pk}"
-        )
-        prediction.rerun_form = bound_forms.get(("rerun", prediction.pk)) or RerunForm(
-            prefix=f"rerun-{prediction.pk}"
-        )
-        prediction.not_used_form = bound_forms.get(("not-used", prediction.pk)) or NotUsedForm(
-            prefix=f"not-used-{prediction.pk}"
+        prediction.review_form = _review_form_state(prediction, bound_forms.get(("review", prediction.pk)))
+        prediction.rerun_errors = _form_errors(bound_forms.get(("rerun", prediction.pk)))
+        prediction.not_used_errors = _form_errors(bound_forms.get(("not-used", prediction.pk)))
+    for holder in holders:
+        # A form refused on a superseded run is shown, not left folded away.
+        holder.superseded_open = any(
+            p.review_form.bound or p.rerun_errors or p.not_used_errors for p in holder.superseded
         )
     template = (
         "diagnosis/_scans.html" if request.GET.get("partial") == "scans" else "diagnosis/case_detail.html"
@@ -415,6 +608,10 @@ def _render_case(
     context = {
         "case": case,
         "scans": scans,
+        "scan_page": page,
+        # One query for every re-run form of the page.
+        "model_versions": list(ModelVersion.objects.order_by("name")),
+        "status_cursor": status_cursor(),
         "referral": referral,
         "can_change": referral is None,
         "series_list": series,
@@ -426,12 +623,16 @@ def _render_case(
         "sign_off_form": bound_forms.get("sign-off") or SignOffForm(),
         "reopen_form": bound_forms.get("reopen") or ReopenForm(),
         "max_upload_mb": settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024),
+        "review_decisions": REVIEW_DECISIONS,
+        "review_labels": REVIEW_LABELS,
+        "grades": GRADES,
+        "degenerated_from": PredictionLevel.DEGENERATED_FROM,
     }
     if template == "diagnosis/case_detail.html":
         context["referrals"] = referral_list(user=request.user, case=case)
         context["referral_form"] = referral_form or ReferralForm()
-        changes = (entry for entry in case_history(case=case) if entry.kind == "change")
-        context["timeline"] = list(islice(changes, CASE_PAGE_TIMELINE))
+        context["timeline"] = case_timeline(case=case, limit=CASE_PAGE_TIMELINE)
+        context["next_to_review"] = None if signed_off else _next_to_review(request.user, case, referral)
     return render(request, template, context, status=status)
 
 
@@ -458,6 +659,8 @@ def _prediction_state(prediction: Prediction) -> dict:
         "label": prediction.label,
         "label_display": prediction.get_label_display() if prediction.label else "",
         "probability": prediction.probability,
+        # The decision threshold of the model that made it (from its card, at registration).
+        "threshold": prediction.model_version.threshold if prediction.model_version else None,
         "reason": prediction.reason,
         "model_version": str(prediction.model_version or prediction.requested_model or ""),
         "error": prediction.error,
@@ -477,17 +680,38 @@ def _prediction_state(prediction: Prediction) -> dict:
     }
 
 
+# A change is stamped before its transaction commits, so a poll can miss one stamped just before it and
+# committed just after; each cursor reaches back this far, and the page applies the repeats harmlessly.
+STATUS_CURSOR_OVERLAP = timedelta(seconds=5)
+
+
+def status_cursor() -> str:
+    return (timezone.now() - STATUS_CURSOR_OVERLAP).isoformat()
+
+
 @require_GET
 @clinician_page
 def case_status(request: HttpRequest, pk: int) -> JsonResponse:
-    """What the case page polls: small, and cheap enough to ask for every few seconds."""
+    """What the case page polls: small, and cheap enough to ask for every few seconds. With
+    `?since=<cursor>` (the page's, or the last answer's `cursor`), only the predictions that changed since
+    then."""
     case = case_get(user=request.user, pk=pk)
+    since = request.GET.get("since")
+    changed_since = parse_datetime(since) if since else None
+    if since and changed_since is None:
+        return JsonResponse(
+            {"message": "since is not a cursor.", "errors": {"since": ["Give an ISO 8601 time."]}}, status=400
+        )
+    if changed_since is not None and timezone.is_naive(changed_since):
+        changed_since = timezone.make_aware(changed_since, UTC)
+    cursor = status_cursor()
+    predictions = prediction_list(user=request.user).filter(scan__case=case)
+    if changed_since is not None:
+        predictions = case_predictions_changed_since(predictions=predictions, since=changed_since)
     predictions = (
-        prediction_list(user=request.user)
-        .filter(scan__case=case)
-        .select_related("requested_model")
+        predictions.select_related("requested_model")
         .prefetch_related("reviews__reviewer")
-        .order_by("-queued_at")
+        .order_by("-queued_at", "-pk")
     )
     signed_off = case.status == Case.Status.SIGNED_OFF
     data = {
@@ -498,6 +722,7 @@ def case_status(request: HttpRequest, pk: int) -> JsonResponse:
             "sign_off_blockers": [] if signed_off else case_sign_off_blockers(case=case),
         },
         "predictions": [_prediction_state(prediction) for prediction in predictions],
+        "cursor": cursor,
     }
     return JsonResponse(data)
 
@@ -564,20 +789,27 @@ def case_upload(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def case_anchor(prediction: Prediction) -> str:
-    return f"{reverse('diagnosis:case-detail', args=[prediction.scan.case_id])}#prediction-{prediction.pk}"
+    """The prediction on the case page, on the page of scans that shows it."""
+    url = reverse("diagnosis:case-detail", args=[prediction.scan.case_id])
+    page = case_page_of(prediction.scan)
+    return f"{url}{f'?page={page}' if page > 1 else ''}#prediction-{prediction.pk}"
 
 
 @require_POST
 @clinician_page
 def prediction_review(request: HttpRequest, pk: int) -> HttpResponse:
     prediction = prediction_get(user=request.user, pk=pk)
-    form = ReviewForm(request.POST, prefix=f"review-{prediction.pk}")
+    form = ReviewForm(request.POST, prefix=f"review-{prediction.pk}", findings=prediction.levels.all())
     if review := form.submit(review_create, user=request.user, prediction=prediction):
         what = "Opinion" if review.kind == Review.Kind.SECOND_OPINION else "Review"
         messages.success(request, f"{what} saved: {review.get_decision_display().lower()}.")
         return redirect(case_anchor(prediction))
     return _render_case(
-        request, prediction.scan.case, bound_forms={("review", prediction.pk): form}, status=400
+        request,
+        prediction.scan.case,
+        bound_forms={("review", prediction.pk): form},
+        status=400,
+        page_number=case_page_of(prediction.scan),
     )
 
 
@@ -590,7 +822,11 @@ def prediction_rerun(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, "A new prediction is queued.")
         return redirect(case_anchor(rerun))
     return _render_case(
-        request, prediction.scan.case, bound_forms={("rerun", prediction.pk): form}, status=400
+        request,
+        prediction.scan.case,
+        bound_forms={("rerun", prediction.pk): form},
+        status=400,
+        page_number=case_page_of(prediction.scan),
     )
 
 
@@ -603,7 +839,11 @@ def prediction_not_used(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, "Marked not used: sign-off no longer waits for its review.")
         return redirect(case_anchor(prediction))
     return _render_case(
-        request, prediction.scan.case, bound_forms={("not-used", prediction.pk): form}, status=400
+        request,
+        prediction.scan.case,
+        bound_forms={("not-used", prediction.pk): form},
+        status=400,
+        page_number=case_page_of(prediction.scan),
     )
 
 
@@ -710,7 +950,11 @@ def model_list_page(request: HttpRequest, pk: int | None = None) -> HttpResponse
         .values("prediction__model_version")
         .annotate(reviews=Count("id"), overrides=Count("id", filter=Q(decision=Review.Decision.OVERRIDE)))
     }
+    level_counts = model_level_review_counts()
     for version in versions:
+        version.level_reviews = level_counts.get(version.pk, [])
+        version.levels_reviewed = sum(count.reviewed for count in version.level_reviews)
+        version.levels_changed = sum(count.changed for count in version.level_reviews)
         row = stats.get(version.pk, {"reviews": 0, "overrides": 0})
         version.review_count = row["reviews"]
         version.override_count = row["overrides"]

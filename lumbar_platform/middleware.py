@@ -1,15 +1,17 @@
-"""Project-wide middleware: a request id that ties an answer to its log lines, and no caching of anything
-that may carry patient data."""
+"""Project-wide middleware: a request id that ties an answer to its log lines, no caching of anything
+that may carry patient data, and times shown in the reader's own time zone."""
 
 from __future__ import annotations
 
 import logging
 import re
 import uuid
+import zoneinfo
 from collections.abc import Callable
 from contextvars import ContextVar
 
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 from django.utils.cache import patch_cache_control
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -64,3 +66,34 @@ class NoStoreMiddleware:
         response = self.get_response(request)
         patch_cache_control(response, private=True, no_store=True)
         return response
+
+
+# static/js/timezone.js sets it from the browser's own zone (Intl), so a clinician reads every time in the
+# zone of the screen in front of them; without it, settings.TIME_ZONE.
+TIME_ZONE_COOKIE = "tz"
+
+
+def time_zone_from(name: str | None) -> zoneinfo.ZoneInfo | None:
+    """The IANA zone named, or None for a missing or unknown name (the cookie is the client's to write)."""
+    if not name or len(name) > 64:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+class TimeZoneMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        zone = time_zone_from(request.COOKIES.get(TIME_ZONE_COOKIE))
+        if zone is None:
+            timezone.deactivate()
+        else:
+            timezone.activate(zone)
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()

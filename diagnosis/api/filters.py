@@ -15,7 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from diagnosis.models import Case, IncomingSeries, Patient, Prediction, Scan, Series
-from diagnosis.selectors import patient_search
+from diagnosis.selectors import case_list_referred, case_list_waiting_for, patient_search
 from ml.models import ModelVersion
 
 # Ids beyond a signed 64-bit integer overflow the database driver, so they are refused up front.
@@ -127,14 +127,42 @@ class PatientFilter(django_filters.FilterSet):
 
 
 class CaseFilter(django_filters.FilterSet):
+    """The API's case list and the worklist's cases: the same filters and orderings on both."""
+
     patient = IdFilter(field_name="patient_id")
+    patient_identifier = django_filters.CharFilter(
+        field_name="patient__identifier",
+        lookup_expr="icontains",
+        max_length=64,
+        help_text="Part of the patient's identifier, upper or lower case alike.",
+    )
     created_after, created_before = created_period("created_at")
-    ordering = Ordering("created_at", "updated_at", "status")
+    needs_my_review = BooleanFilter(
+        method="filter_needs_my_review",
+        help_text="Cases with a finished result waiting for your review (or, when referred, your opinion).",
+    )
+    referred_to_me = BooleanFilter(
+        method="filter_referred_to_me", help_text="Cases referred to you for a second opinion."
+    )
+    signed_off = BooleanFilter(method="filter_signed_off", help_text="Signed-off cases, or the others.")
+    ordering = Ordering("created_at", "updated_at", "status", ("patient__identifier", "patient_identifier"))
 
     class Meta:
         model = Case
         fields = ["status"]
         form = PeriodForm
+
+    def filter_needs_my_review(self, queryset, name: str, value: bool):
+        waiting = case_list_waiting_for(user=self.request.user, cases=queryset)
+        return waiting if value else queryset.exclude(pk__in=waiting.values("pk"))
+
+    def filter_referred_to_me(self, queryset, name: str, value: bool):
+        referred = case_list_referred(user=self.request.user, cases=queryset)
+        return referred if value else queryset.exclude(pk__in=referred.values("pk"))
+
+    def filter_signed_off(self, queryset, name: str, value: bool):
+        signed_off = Q(status=Case.Status.SIGNED_OFF)
+        return queryset.filter(signed_off) if value else queryset.exclude(signed_off)
 
 
 class ScanFilter(django_filters.FilterSet):

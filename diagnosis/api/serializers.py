@@ -16,6 +16,7 @@ from diagnosis.models import (
     PredictionLevel,
     Referral,
     Review,
+    ReviewLevel,
     Scan,
     Series,
 )
@@ -141,8 +142,23 @@ class PredictionSummarySerializer(serializers.ModelSerializer):
         fields = ["id", "status", "label", "reason", "probability"]
 
 
+class ReviewLevelOutputSerializer(serializers.ModelSerializer):
+    level = serializers.CharField(source="finding.level")
+    model_grade = serializers.IntegerField(source="finding.grade", help_text="The model's grade.")
+    changed = serializers.BooleanField(help_text="The clinician corrected the model's grade.")
+
+    class Meta:
+        model = ReviewLevel
+        fields = ["level", "grade", "model_grade", "changed"]
+
+
 class ReviewOutputSerializer(serializers.ModelSerializer):
     reviewer = serializers.CharField(source="reviewer.get_username")
+    levels = ReviewLevelOutputSerializer(
+        many=True,
+        read_only=True,
+        help_text="The grade given per level; empty for a prediction without levels.",
+    )
 
     class Meta:
         model = Review
@@ -155,6 +171,7 @@ class ReviewOutputSerializer(serializers.ModelSerializer):
             "decision",
             "final_label",
             "comment",
+            "levels",
             "created_at",
         ]
 

@@ -458,7 +458,7 @@ class PredictionListApi(ListApi):
         queryset = prediction_list(user=request.user).select_related(
             "requested_model", "exclusion__excluded_by"
         )
-        queryset = queryset.prefetch_related("reviews__reviewer")
+        queryset = queryset.prefetch_related("reviews__reviewer", "reviews__levels__finding")
         return self.list_response(request, queryset)
 
 
@@ -515,13 +515,30 @@ class PredictionRerunApi(APIView):
         return Response(data, status=status.HTTP_201_CREATED)
 
 
+class ReviewLevelInputSerializer(serializers.Serializer):
+    """Checked by the service against the prediction's own levels, with one message per item."""
+
+    level = serializers.CharField(help_text="L3-L4, L4-L5 or L5-S1, as the prediction has them.")
+    grade = serializers.IntegerField(help_text="Pfirrmann grade 1-5.")
+
+
 class PredictionReviewApi(APIView):
     class ReviewInputSerializer(serializers.Serializer):
-        decision = serializers.ChoiceField(choices=Review.Decision.choices)
+        decision = serializers.ChoiceField(
+            choices=Review.Decision.choices,
+            required=False,
+            help_text="Required for a prediction without levels; with levels it follows the grades.",
+        )
         final_label = serializers.ChoiceField(
             choices=Prediction.Label.choices, required=False, allow_blank=True
         )
         comment = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+        levels = ReviewLevelInputSerializer(
+            many=True,
+            required=False,
+            help_text="The clinician's grade per level of the prediction; a level left out keeps the "
+            "model's grade.",
+        )
 
     @extend_schema(
         request=ReviewInputSerializer,

@@ -42,6 +42,11 @@ class ReportLevel:
     grade: int
     grade_probability: float | None
     degenerated_probability: float
+    clinician_grade: int | None  # the grade in the case's current review; None when not reviewed
+
+    @property
+    def corrected(self) -> bool:
+        return self.clinician_grade is not None and self.clinician_grade != self.grade
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class ReportScan:
 def _levels(prediction: Prediction | None) -> list[ReportLevel]:
     if prediction is None:
         return []
+    review = prediction_opinions(prediction).review
+    reviewed = {given.finding_id: given.grade for given in review.levels.all()} if review else {}
     rows = []
     for level in prediction.levels.all():
         probabilities = level.grade_probabilities
@@ -66,6 +73,7 @@ def _levels(prediction: Prediction | None) -> list[ReportLevel]:
                 grade=level.grade,
                 grade_probability=probabilities[level.grade - 1] if in_range else None,
                 degenerated_probability=level.degenerated_probability,
+                clinician_grade=reviewed.get(level.pk),
             )
         )
     return rows
@@ -108,7 +116,9 @@ def _report_scans(report: CaseReport) -> list[ReportScan]:
         for prediction in case_current_predictions(case=report.case)
         .select_related("model_version", "exclusion__excluded_by")
         .prefetch_related(
-            "reviews__reviewer", Prefetch("levels", queryset=PredictionLevel.objects.order_by("level"))
+            "reviews__reviewer",
+            "reviews__levels__finding",
+            Prefetch("levels", queryset=PredictionLevel.objects.order_by("level")),
         )
     }
     for prediction in current.values():

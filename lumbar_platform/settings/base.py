@@ -78,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "lumbar_platform.middleware.TimeZoneMiddleware",
     # Every saved change to the records (diagnosis.models' `history`) is stamped with the request's user;
     # an API token's user too, since DRF hands the user it authenticated back to this request.
     "simple_history.middleware.HistoryRequestMiddleware",

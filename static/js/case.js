@@ -34,8 +34,19 @@
     field(element, "model").textContent = p.model_version;
     if (p.probability !== null) {
       field(element, "probability-wrap").hidden = false;
-      field(element, "bar").value = p.probability;
+      const fill = field(element, "bar-fill");
+      fill.setAttribute("width", Math.round(p.probability * 1000));
+      fill.classList.toggle("above", p.threshold !== null && p.probability >= p.threshold);
       field(element, "probability").textContent = "P(DDD) " + p.probability.toFixed(2);
+      if (p.threshold !== null) {
+        const line = field(element, "bar-threshold");
+        line.setAttribute("x1", Math.round(p.threshold * 1000));
+        line.setAttribute("x2", Math.round(p.threshold * 1000));
+        line.removeAttribute("visibility");
+        const threshold = field(element, "threshold");
+        threshold.textContent = "threshold " + p.threshold.toFixed(2);
+        threshold.hidden = false;
+      }
     }
     const reason = field(element, "reason");
     reason.textContent = p.reason ? "Not assessable: " + p.reason : "";
@@ -114,9 +125,12 @@
       return;
     }
     try {
-      const response = await fetch(scans.dataset.statusUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+      // Only what changed since the page was rendered or since the last answer.
+      const url = scans.dataset.statusUrl + "?since=" + encodeURIComponent(scans.dataset.statusCursor || "");
+      const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
       if (!response.ok) throw new Error("HTTP " + response.status);
       const data = await response.json();
+      scans.dataset.statusCursor = data.cursor;
       let missing = false;
       const finishedScans = new Set();
       for (const p of data.predictions) {
@@ -132,7 +146,10 @@
       caseStatus.textContent = data.case.status_display;
       caseStatus.className = "badge status-" + data.case.status;
       showBlockers(data.case.sign_off_blockers);
-      if (missing || finishedScans.size) await insertMissing(finishedScans);
+      if (missing || finishedScans.size) {
+        await insertMissing(finishedScans);
+        showReviewOutcomes(scans);
+      }
     } catch (error) {
       liveNote.textContent = "Live updates paused (" + error.message + "); retrying.";
       schedule();
@@ -141,27 +158,96 @@
     if (hasPending()) schedule();
   }
 
-  scans.addEventListener("click", function (event) {
-    const button = event.target.closest(".heatmap-toggle");
-    if (!button) return;
-    const card = button.closest(".scan-card");
+  // The heatmap replaces the scan in the card's image; where the card has a stage (single scans), the scan
+  // stays underneath so that the opacity slider can fade the heatmap over it, and the colour legend shows.
+  function showHeatmap(card, button) {
     const image = card.querySelector("img.thumb");
+    const legend = card.querySelector('[data-field="heatmap-legend"]');
+    const stage = card.querySelector(".scan-stage");
     const showing = button.getAttribute("aria-pressed") === "true";
     card.querySelectorAll(".heatmap-toggle").forEach(function (other) {
       other.setAttribute("aria-pressed", "false");
       other.textContent = "Show heatmap";
     });
     if (!image.dataset.scanAlt) image.dataset.scanAlt = image.alt;
+    const underlay = card.querySelector("img.scan-underlay");
+    if (underlay) underlay.remove();
     if (showing) {
       image.src = image.dataset.scanSrc;
       image.alt = image.dataset.scanAlt;
-    } else {
-      image.src = button.dataset.heatmapUrl;
-      image.alt = "Heatmap overlay: " + image.dataset.scanAlt;
-      button.setAttribute("aria-pressed", "true");
-      button.textContent = "Hide heatmap";
+      image.style.opacity = "";
+      if (legend) legend.hidden = true;
+      return;
     }
+    image.src = button.dataset.heatmapUrl;
+    image.alt = "Heatmap overlay: " + image.dataset.scanAlt;
+    button.setAttribute("aria-pressed", "true");
+    button.textContent = "Hide heatmap";
+    if (stage && legend) {
+      const scan = document.createElement("img");
+      scan.className = "scan-underlay";
+      scan.src = image.dataset.scanSrc;
+      scan.alt = "";
+      stage.prepend(scan);
+      legend.hidden = false;
+      image.style.opacity = String(legend.querySelector(".heatmap-opacity").value / 100);
+    }
+  }
+
+  const ZOOMS = [1, 1.5, 2, 3];
+
+  function zoom(card, step) {
+    const viewport = card.querySelector('[data-field="viewport"]');
+    const current = Number(viewport.dataset.zoom || "1");
+    const index = Math.min(ZOOMS.length - 1, Math.max(0, ZOOMS.indexOf(current) + step));
+    viewport.dataset.zoom = String(ZOOMS[index]);
+    card.querySelector(".scan-stage").style.width = ZOOMS[index] * 100 + "%";
+    card.querySelector('[data-field="zoom-level"]').textContent = ZOOMS[index] * 100 + "%";
+  }
+
+  scans.addEventListener("click", function (event) {
+    const card = event.target.closest(".scan-card");
+    const button = event.target.closest(".heatmap-toggle");
+    if (button) showHeatmap(card, button);
+    const zoomButton = event.target.closest(".zoom-button");
+    if (zoomButton) zoom(card, Number(zoomButton.dataset.zoom));
   });
+
+  scans.addEventListener("input", function (event) {
+    if (!event.target.classList.contains("heatmap-opacity")) return;
+    const image = event.target.closest(".scan-card").querySelector("img.thumb");
+    image.style.opacity = String(event.target.value / 100);
+  });
+
+  // A per-level review: the image decision follows the grades as it does for the model (DDD when any level
+  // is graded at or above the threshold); shown as the clinician changes a grade.
+  function showReviewOutcome(fieldset) {
+    const threshold = Number(fieldset.dataset.degeneratedFrom);
+    const selects = Array.from(fieldset.querySelectorAll(".grade-select"));
+    const ddd = selects.some(function (select) {
+      return Number(select.value) >= threshold;
+    });
+    const corrected = selects.filter(function (select) {
+      return select.value !== select.dataset.modelGrade;
+    }).length;
+    const label = ddd ? "ddd" : "normal";
+    const decision = label === fieldset.dataset.modelLabel ? "agree" : "override";
+    const outcome = field(fieldset, "review-outcome");
+    outcome.textContent = "Image decision: " + (ddd ? "Degenerative disc disease" : "Normal") +
+      " (" + (decision === "agree" ? "agrees with the model" : "overrides the model") + "); " +
+      (corrected ? corrected + " level" + (corrected > 1 ? "s" : "") + " corrected." : "every grade confirmed.");
+    outcome.dataset.decision = decision;
+  }
+
+  function showReviewOutcomes(root) {
+    root.querySelectorAll("fieldset.level-grades").forEach(showReviewOutcome);
+  }
+
+  scans.addEventListener("change", function (event) {
+    if (!event.target.classList.contains("grade-select")) return;
+    showReviewOutcome(event.target.closest("fieldset.level-grades"));
+  });
+  showReviewOutcomes(scans);
 
   if (hasPending()) schedule();
 

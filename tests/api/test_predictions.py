@@ -46,7 +46,12 @@ def test_prediction_rerun_queues_a_new_prediction_with_the_named_model(api, pred
 
 
 def test_prediction_review_records_the_decision(api, prediction, clinician):
-    payload = {"decision": "override", "final_label": "normal", "comment": "Disc height preserved."}
+    payload = {
+        "decision": "override",
+        "final_label": "normal",
+        "comment": "Disc height preserved.",
+        "levels": [{"level": "L4-L5", "grade": 2}],
+    }
     response = api.post(f"/api/v1/predictions/{prediction.pk}/review/", payload, format="json")
     assert response.status_code == 201
     review = Review.objects.get(pk=response.json()["id"])
@@ -61,7 +66,9 @@ def test_prediction_review_records_the_decision(api, prediction, clinician):
     assert review.decision == "override", "the first version is kept as it was"
 
 
-def test_prediction_review_validation_errors(api, prediction, case):
+def test_prediction_review_validation_errors(api, case):
+    """A prediction without levels is reviewed as a whole (tests/api/test_review_levels.py has the rest)."""
+    prediction = PredictionFactory(scan=ScanFactory(case=case), status="done", label="ddd", probability=0.8)
     url = f"/api/v1/predictions/{prediction.pk}/review/"
     assert_error(api.post(url, {}, format="json"), 400, "decision")
     assert_error(api.post(url, {"decision": "maybe"}, format="json"), 400, "decision")

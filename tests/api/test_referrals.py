@@ -47,11 +47,13 @@ def test_referral_lets_the_colleague_see_and_give_an_opinion_until_withdrawn(api
     assert other.get(f"/api/v1/scans/{prediction.scan_id}/file").status_code == 200
     opinion = other.post(
         f"/api/v1/predictions/{prediction.pk}/review/",
-        {"decision": "override", "final_label": "normal", "comment": "Disc height preserved."},
+        {"levels": [{"level": "L4-L5", "grade": 2}], "comment": "Disc height preserved."},
         format="json",
     )
     assert opinion.status_code == 201
     assert (opinion.json()["kind"], opinion.json()["reviewer"]) == ("second_opinion", colleague.username)
+    assert (opinion.json()["decision"], opinion.json()["final_label"]) == ("override", "normal")
+    assert {"level": "L4-L5", "grade": 2, "model_grade": 3, "changed": True} in opinion.json()["levels"]
     api.post(f"/api/v1/predictions/{prediction.pk}/review/", {"decision": "agree"}, format="json")
     shown = api.get(f"/api/v1/predictions/{prediction.pk}/").json()
     assert (shown["review"]["decision"], shown["review"]["kind"]) == ("agree", "review")

@@ -64,12 +64,19 @@ REPORT_CSP_VIOLATIONS = """document.addEventListener("securitypolicyviolation", 
 });"""
 
 
+_EMPTIED: list[bool] = []
+
+
 @pytest.fixture(scope="session")
 def screenshots_folder() -> Path:
-    """Emptied once per run, so each test's screenshots sit beside the others'."""
+    """Emptied once per run, so each test's screenshots sit beside the others'. This module and the
+    folder's conftest both define the fixture (each a session fixture of its own), so the flag keeps
+    the second from emptying what the first module's tests wrote."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for stale in SCREENSHOTS.glob("*.png"):
-        stale.unlink()
+    if not _EMPTIED:
+        for stale in SCREENSHOTS.glob("*.png"):
+            stale.unlink()
+        _EMPTIED.append(True)
     return SCREENSHOTS
 
 
@@ -112,6 +119,13 @@ def log_in(page, base_url: str, username: str) -> None:
 
 def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def agree(scope) -> None:
+    """Agree with the model: a prediction without levels has an Agree choice; one with levels is
+    confirmed by saving every level's grade as preset, the model's."""
+    if scope.get_by_label("Agree").count():
+        scope.get_by_label("Agree").check()
 
 
 def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
@@ -178,7 +192,7 @@ def test_clinician_uploads_a_scan_and_reviews_the_live_prediction(
     assert loaded_width > 0
     shot(page, "06-heatmap")
 
-    page.get_by_label("Agree").check()
+    agree(page)
     page.get_by_label("Comment").fill("Consistent with the images.")
     page.get_by_role("button", name="Save review").click()
     expect(page.locator(".review-done")).to_contain_text(f"Reviewed by {clinician.username}: agree")
@@ -248,7 +262,7 @@ def test_owner_refers_a_case_for_a_second_opinion_and_withdraws_it(live_server, 
     log_in(page, live_server.url, owner.username)
     expect(page.get_by_role("heading", name="Worklist")).to_be_visible()
     page.goto(f"{live_server.url}/cases/{case.pk}/")
-    page.get_by_label("Agree").check()
+    agree(page)
     page.get_by_role("button", name="Save review").click()
     page.get_by_label("Colleague's username").fill(colleague.username)
     page.get_by_label("Note for the colleague").fill("Is L4-L5 really degenerate?")
@@ -266,8 +280,7 @@ def test_owner_refers_a_case_for_a_second_opinion_and_withdraws_it(live_server, 
     expect(other.locator("#referral-banner")).to_contain_text(f"Referred to you by {owner.username}")
     expect(other.locator("#upload-form")).to_have_count(0)
     expect(other.get_by_role("button", name="Re-run")).to_have_count(0)
-    other.get_by_label("Override").check()
-    other.get_by_label("Final label").select_option("normal")
+    other.get_by_label("L4-L5", exact=True).select_option("2")
     other.get_by_label("Comment").fill("Disc signal preserved.")
     other.get_by_role("button", name="Save opinion").click()
     expect(other.locator(".second-opinion")).to_contain_text("Disc signal preserved.")
@@ -376,7 +389,7 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     expect(page.locator(".sign-off-form [role=alert]")).to_contain_text("1 prediction not reviewed")
 
     review = page.locator(f"#prediction-{prediction.pk}")
-    review.get_by_label("Agree").check()
+    agree(review)
     review.get_by_role("button", name="Save review").click()
     expect(page.locator(".review-done")).to_contain_text("agree")
     unused = page.locator(f"#prediction-{failed.pk}")
@@ -444,4 +457,109 @@ def test_clinician_signs_off_reopens_with_a_reason_and_downloads_both_reports(
     text = pdf_text(amended)
     assert "amending version 1" in text and "MRI of the whole spine arrived" in text, text
     assert [report.version for report in CaseReport.objects.filter(case=case)] == [2, 1]
+    assert csp_violations == []
+
+
+def test_clinician_corrects_one_levels_grade_and_the_image_decision_follows(
+    live_server, browser_page, csp_violations
+):
+    """The model graded L4-L5 3 (degenerated), so the image is DDD; the clinician grades it 2, the page
+    says the image is now normal before saving, and the saved review is an override to Normal with the
+    corrected level marked. The models page counts the changed grade."""
+    from django.core.files.base import ContentFile
+    from playwright.sync_api import expect
+
+    page = browser_page
+    clinician = ClinicianFactory()
+    case = CaseFactory(owner=clinician, patient__identifier="MRN-LEVELS-1")
+    scan = scan_from(mri_samples()[0], case)
+    model = ModelVersionFactory(name="invgg-levels", version="3")
+    prediction = PredictionFactory(
+        scan=scan,
+        status="done",
+        label="ddd",
+        probability=0.74,
+        model_version=model,
+        heatmap=ContentFile(mri_samples()[1].read_bytes(), name="heat.png"),
+    )
+    for row, (level, grade) in enumerate([("L3-L4", 2), ("L4-L5", 3), ("L5-S1", 2)]):
+        probabilities = [0.05] * 5
+        probabilities[grade - 1] = 0.8
+        top = scan.height * (0.5 + 0.1 * row)
+        PredictionLevel.objects.create(
+            prediction=prediction,
+            level=level,
+            box=[int(scan.width * 0.4), int(top), int(scan.width * 0.6), int(top + scan.height * 0.06)],
+            grade=grade,
+            grade_probabilities=probabilities,
+            degenerated_probability=round(sum(probabilities[2:]), 4),
+        )
+
+    log_in(page, live_server.url, clinician.username)
+    page.goto(f"{live_server.url}/cases/{case.pk}/")
+    card = page.locator(f"#prediction-{prediction.pk}")
+    outcome = card.locator('[data-field="review-outcome"]')
+    expect(outcome).to_have_text(
+        "Image decision: Degenerative disc disease (agrees with the model); every grade confirmed."
+    )
+    expect(card.get_by_label("L4-L5", exact=True)).to_have_value("3")
+    # The model's decision threshold is marked on the probability bar.
+    expect(card.locator('[data-field="threshold"]')).to_have_text("threshold 0.50")
+    expect(card.locator('[data-field="bar-threshold"]')).to_have_attribute("x1", "500")
+
+    scan_card = page.locator(f"#scan-{scan.pk}")
+    legend = scan_card.locator('[data-field="heatmap-legend"]')
+    expect(legend).to_be_hidden()
+    card.get_by_role("button", name="Show heatmap").click()
+    expect(legend).to_be_visible()
+    expect(scan_card.locator("img.scan-underlay")).to_have_count(1)
+    scan_card.get_by_label("Heatmap opacity").fill("40")
+    expect(scan_card.locator("img.thumb")).to_have_css("opacity", "0.4")
+    scan_card.get_by_role("button", name="Zoom in").click()
+    expect(scan_card.locator('[data-field="zoom-level"]')).to_have_text("150%")
+    shot(page, "25-heatmap-legend-opacity-zoom")
+    scan_card.get_by_role("button", name="Zoom out").click()
+    card.get_by_role("button", name="Hide heatmap").click()
+    expect(legend).to_be_hidden()
+    shot(page, "26-level-review-form")
+
+    card.get_by_label("L4-L5", exact=True).select_option("2")
+    expect(outcome).to_have_text("Image decision: Normal (overrides the model); 1 level corrected.")
+    card.get_by_label("Comment").fill("L4-L5 keeps its disc signal.")
+    shot(page, "27-level-grade-corrected")
+    card.get_by_role("button", name="Save review").click()
+
+    expect(page.locator(".review-done")).to_contain_text(
+        f"Reviewed by {clinician.username}: override, final label Normal"
+    )
+    expect(page.locator(".review-levels li.changed")).to_have_text("L4-L5: grade 2 (model 3, corrected)")
+    expect(page.locator(".review-levels li")).to_have_count(3)
+    shot(page, "28-level-review-saved")
+    review = Review.objects.get()
+    assert (review.decision, review.final_label, review.comment) == (
+        "override",
+        "normal",
+        "L4-L5 keeps its disc signal.",
+    )
+    assert sorted((given.finding.level, given.grade) for given in review.levels.all()) == [
+        ("L3-L4", 2),
+        ("L4-L5", 2),
+        ("L5-S1", 2),
+    ]
+
+    page.goto(f"{live_server.url}/models/{model.pk}/")
+    l4_l5 = page.locator("#level-reviews tbody tr").nth(1)
+    expect(l4_l5.locator("th")).to_have_text("L4-L5")
+    expect(l4_l5.locator("td")).to_have_text(["1", "1", "100%"])
+    shot(page, "29-models-level-grades-changed")
+
+    page.goto(f"{live_server.url}/")
+    page.get_by_label("Patient identifier").fill("levels")
+    page.get_by_label("Signed off").select_option("")
+    page.get_by_label("Sort by").select_option("patient_identifier")
+    page.get_by_role("button", name="Show cases").click()
+    expect(page.locator("#cases tbody tr")).to_have_count(1)
+    expect(page.locator("#cases tbody")).to_contain_text("MRN-LEVELS-1")
+    expect(page.locator("#time-zone")).to_contain_text("Times in")
+    shot(page, "30-worklist-filtered")
     assert csp_violations == []

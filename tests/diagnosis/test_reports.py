@@ -67,6 +67,7 @@ def signed_case(clinician):
         decision=Review.Decision.OVERRIDE,
         final_label="normal",
         comment="Hydration preserved.",
+        levels=[{"level": "L4-L5", "grade": 2}],
     )
     failed = PredictionFactory(scan=ScanFactory(case=case), status="failed", error="worker stopped")
     prediction_mark_not_used(user=clinician, prediction=failed, reason="Motion artefact on this slice.")
@@ -86,8 +87,9 @@ def test_the_report_text_holds_the_patient_case_results_conclusion_and_signature
         "Degenerative disc disease, P(DDD) 0.80 (threshold 0.46)",
         "invgg-report version 2.0",
         "Override: Normal, “Hydration preserved.”",
-        "L4-L5 4 0.62 0.95",
-        "L5-S1 2 0.55 0.25",
+        "Clinician: Pfirrmann grade",
+        "L4-L5 4 0.62 0.95 2 (corrected)",
+        "L5-S1 2 0.55 0.25 2 (confirmed)",
         "Not used for this report",
         "Motion artefact on this slice.",
         "Early degeneration at L4-L5; no surgery.",

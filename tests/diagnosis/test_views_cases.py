@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from diagnosis.models import Case, Scan
-from tests.factories import PatientFactory, PredictionFactory, ScanFactory
+from tests.factories import ModelVersionFactory, PatientFactory, PredictionFactory, ScanFactory
 
 SAMPLE = next((Path(__file__).parent.parent / "data" / "sudirman_sample" / "normal").glob("*.png"))
 
@@ -28,12 +28,17 @@ def test_case_edit_changes_notes_and_question(client, case, clinician):
 
 
 def test_case_detail_shows_thumbnails_predictions_and_reviews(client, case, clinician):
-    done = PredictionFactory(scan=ScanFactory(case=case), status="done", label="ddd", probability=0.83)
+    model = ModelVersionFactory(threshold=0.457)
+    done = PredictionFactory(
+        scan=ScanFactory(case=case), status="done", label="ddd", probability=0.83, model_version=model
+    )
     queued = PredictionFactory(scan=ScanFactory(case=case))
     client.force_login(clinician)
     html = client.get(f"/cases/{case.pk}/").content.decode()
     assert f"/scans/{done.scan_id}/preview" in html and "Degenerative disc disease" in html
-    assert 'max="1" value="0.8300"' in html and "P(DDD) 0.83" in html
+    # The bar, and the model's decision threshold marked on it.
+    assert 'class="bar-fill above" x="0" y="0" width="830"' in html and "P(DDD) 0.83" in html
+    assert 'x1="457" x2="457"' in html and "threshold 0.46" in html
     assert f'data-prediction-id="{queued.pk}" data-status="queued"' in html
     assert "/static/js/case.js" in html
 

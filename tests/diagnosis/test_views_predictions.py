@@ -35,9 +35,10 @@ def test_prediction_review_errors_are_shown_next_to_the_field(client, case, clin
     response = client.post(f"/predictions/{prediction.pk}/review/", data)
     assert response.status_code == 400
     html = response.content.decode()
-    assert "This is the model&#x27;s label; choose agree instead." in html
+    assert "Degenerative disc disease is the model&#x27;s label; choose Agree instead." in html
     assert f'id="id_review-{prediction.pk}-final_label"' in html and 'aria-invalid="true"' in html
-    assert client.post(f"/predictions/{prediction.pk}/review/", {}).status_code == 400
+    missing = client.post(f"/predictions/{prediction.pk}/review/", {})
+    assert missing.status_code == 400 and "Choose Agree or Override." in missing.content.decode()
     assert not Review.objects.exists()
 
 
@@ -55,6 +56,7 @@ def test_prediction_rerun_queues_with_the_chosen_model(client, case, clinician):
         f"/predictions/{prediction.pk}/rerun/", {f"rerun-{prediction.pk}-model_version": 999999}
     )
     assert unknown.status_code == 400 and Prediction.objects.count() == 2
+    assert "Choose the active model or one of the registered models." in unknown.content.decode()
 
 
 def test_prediction_heatmap_is_png_and_404_until_it_exists(client, case, clinician):

@@ -66,7 +66,7 @@ def test_not_used_with_a_reason_then_used_again(logged_in, case, prediction):
     missing = logged_in.post(url, {f"not-used-{prediction.pk}-reason": ""})
     assert (
         missing.status_code == 400
-        and "reason" in missing.context["scans"][0].predictions.all()[0].not_used_form.errors
+        and "This field is required." in missing.context["scans"][0].current_prediction.not_used_errors
     )
     assert logged_in.post(url, {f"not-used-{prediction.pk}-reason": "Motion artefact."}).status_code == 302
     html = page(logged_in, case)

@@ -21,7 +21,7 @@ def test_worklist_shows_my_open_cases_waiting_reviews_failures_and_counts(client
     html = response.content.decode()
     assert response.status_code == 200
     assert "P-OPEN" in html and "P-SIGNED" not in html and "P-OTHERS" not in html
-    assert f"#prediction-{waiting.pk}" in html and "no active model" in html
-    assert f"#prediction-{set_aside.pk}" not in html  # marked not used: nothing to review
+    assert f'href="/predictions/{waiting.pk}/"' in html and "no active model" in html
+    assert f'href="/predictions/{set_aside.pk}/"' not in html  # marked not used: nothing to review
     counts = response.context["counts"]
     assert counts == {"open_cases": 1, "awaiting_review": 1, "in_progress": 0, "failed": 1}
