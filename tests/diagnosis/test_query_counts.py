@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 from django.contrib import admin
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from tests.bulk import Hospital
@@ -102,3 +104,12 @@ def test_models_page_counts_reviews_and_overrides_again_after_a_new_review(clien
     version = client.get("/models/").context["versions"]
     counts = {v.pk: (v.review_count, v.override_count) for v in version}
     assert counts[hospital.model_version.pk] == (9, 9)
+
+
+@pytest.mark.parametrize("path", ["/", "/patients/", "/api/v1/predictions/"])
+def test_the_clinicians_group_is_looked_up_once_per_request(client, clinician, hospital, path):
+    hospital.grow(5)
+    client.force_login(clinician)
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(path).status_code == 200
+    assert sum("auth_user_groups" in query["sql"] for query in captured.captured_queries) == 1
