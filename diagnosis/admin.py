@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from functools import cached_property
+
 from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connections
 from simple_history.admin import SimpleHistoryAdmin
 
 from diagnosis.models import (
@@ -15,6 +19,65 @@ from diagnosis.models import (
     ReviewLevel,
     Scan,
 )
+
+# Below this many rows (by PostgreSQL's estimate) a whole-table list is counted exactly.
+ESTIMATED_COUNT_FROM = 10_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """An unfiltered changelist of a big table on PostgreSQL is counted from the planner's row estimate
+    (pg_class.reltuples, kept current by autovacuum) instead of COUNT(*) over every row; a filtered or
+    searched list, a small table and other databases get the exact count."""
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        connection = connections[queryset.db]
+        if connection.vendor == "postgresql" and not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [connection.ops.quote_name(queryset.model._meta.db_table)],
+                )
+                row = cursor.fetchone()
+            if row and row[0] >= ESTIMATED_COUNT_FROM:
+                return row[0]
+        return super().count
+
+
+class BigTableAdmin:
+    """Mixed into the admin of a table that grows with every case: one count per changelist view (not a
+    second one of the whole table for "N total"), estimated when it is the whole table."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+
+
+class ModalityFilter(admin.SimpleListFilter):
+    """DICOM's Modality (0008,0060) defined terms a spine service meets, offered as they are rather than
+    found with SELECT DISTINCT over every scan; uploads without DICOM have none."""
+
+    title = "modality"
+    parameter_name = "modality"
+    MODALITIES = (
+        ("MR", "MR (magnetic resonance)"),
+        ("CT", "CT (computed tomography)"),
+        ("CR", "CR (computed radiography)"),
+        ("DX", "DX (digital radiography)"),
+        ("OT", "OT (other)"),
+        ("", "None (not from DICOM)"),
+    )
+
+    def lookups(self, request, model_admin):
+        # An empty string is not a value a filter link can carry: "none" stands for it.
+        return [(code or "none", label) for code, label in self.MODALITIES]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(modality="" if value == "none" else value)
+
 
 # Every admin below is a SimpleHistoryAdmin: its "History" button lists each recorded version of a record,
 # who saved it and what changed (reverting is disabled in settings: changes go through the services).
@@ -66,7 +129,7 @@ class PredictionInline(ReadOnlyInline):
 
 
 @admin.register(Patient)
-class PatientAdmin(SimpleHistoryAdmin):
+class PatientAdmin(BigTableAdmin, SimpleHistoryAdmin):
     list_display = ("identifier", "name", "birth_date", "sex", "created_by", "created_at")
     list_filter = ("sex", "created_at")
     search_fields = ("identifier", "name")
@@ -80,7 +143,7 @@ class PatientAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Case)
-class CaseAdmin(SimpleHistoryAdmin):
+class CaseAdmin(BigTableAdmin, SimpleHistoryAdmin):
     list_display = ("id", "patient", "owner", "status", "created_at", "updated_at")
     list_filter = ("status", "created_at", "owner")
     search_fields = ("patient__identifier", "patient__name", "clinical_question", "notes")
@@ -92,9 +155,9 @@ class CaseAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Scan)
-class ScanAdmin(SimpleHistoryAdmin):
+class ScanAdmin(BigTableAdmin, SimpleHistoryAdmin):
     list_display = ("id", "original_name", "case", "format", "width", "height", "uploaded_by", "uploaded_at")
-    list_filter = ("format", "modality", "uploaded_at")
+    list_filter = ("format", ModalityFilter, "uploaded_at")
     search_fields = ("original_name", "sha256", "case__patient__identifier", "study_uid", "series_uid")
     list_select_related = ("case", "case__patient", "uploaded_by")
     # The file is patient data: shown by name only, never linked to a public URL.
@@ -125,7 +188,7 @@ class PredictionLevelInline(admin.TabularInline):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(SimpleHistoryAdmin):
+class PredictionAdmin(BigTableAdmin, SimpleHistoryAdmin):
     list_display = (
         "id",
         "scan",
@@ -172,7 +235,7 @@ class ReviewLevelInline(admin.TabularInline):
 
 
 @admin.register(Review)
-class ReviewAdmin(SimpleHistoryAdmin):
+class ReviewAdmin(BigTableAdmin, SimpleHistoryAdmin):
     """Shown, never edited nor deleted, not even by a superuser: a review is the clinician's own words, and
     an amendment is a new version by its author (diagnosis.services.reviews)."""
 
@@ -221,7 +284,7 @@ class ReferralAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(AccessEvent)
-class AccessEventAdmin(admin.ModelAdmin):
+class AccessEventAdmin(BigTableAdmin, admin.ModelAdmin):
     """The access log: browsed and searched, never written or changed by hand."""
 
     list_display = ("at", "user", "action", "case_id", "patient_id", "object_type", "object_id", "detail")

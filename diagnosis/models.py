@@ -44,7 +44,8 @@ class Patient(models.Model):
                 violation_error_message="A patient with this identifier already exists.",
             ),
         ]
-        indexes = [models.Index(fields=["created_by", "created_at"])]
+        # The patient lists sort by identifier; the unique constraint indexes Lower(identifier) instead.
+        indexes = [models.Index(fields=["created_by", "created_at"]), models.Index(fields=["identifier"])]
 
     def __str__(self) -> str:
         return self.identifier
@@ -80,9 +81,13 @@ class Case(models.Model):
                 condition=Q(status__in=["open", "awaiting_review", "signed_off"]), name="case_status_valid"
             ),
         ]
+        # A clinician's own cases newest first (the worklist); every case by creation or last change (the
+        # API's orderings, the admin).
         indexes = [
             models.Index(fields=["owner", "status"]),
+            models.Index(fields=["owner", "created_at"]),
             models.Index(fields=["created_at"]),
+            models.Index(fields=["updated_at"]),
         ]
 
     def __str__(self) -> str:
@@ -317,7 +322,13 @@ class Prediction(models.Model):
                 condition=~Q(status="failed") | ~Q(error=""), name="prediction_failed_has_error"
             ),
         ]
-        indexes = [models.Index(fields=["status", "queued_at"])]
+        # The lists' default order (-queued_at, then -pk in the admin and the API's orderings) read from an
+        # index instead of sorting every prediction; finished_at orders the worklist's waiting and failures.
+        indexes = [
+            models.Index(fields=["status", "queued_at"]),
+            models.Index(fields=["queued_at", "id"]),
+            models.Index(fields=["finished_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"Prediction {self.pk} ({self.status})"
@@ -483,6 +494,9 @@ class Review(models.Model):
                 name="review_label_valid",
             ),
         ]
+        # The admin's newest-first list; "has a case review" is answered by the partial unique index above,
+        # and a reviewer's reviews by the foreign key's.
+        indexes = [models.Index(fields=["created_at"])]
 
     def __str__(self) -> str:
         return (

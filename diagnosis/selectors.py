@@ -10,7 +10,9 @@ from functools import cached_property
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet, Subquery
+from django.core.cache import cache
+from django.db.models import Count, Exists, F, Max, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from diagnosis.errors import NotFound
@@ -22,6 +24,7 @@ from diagnosis.models import (
     IncomingSeries,
     Patient,
     Prediction,
+    PredictionExclusion,
     PredictionLevel,
     Referral,
     Review,
@@ -32,9 +35,13 @@ from diagnosis.models import (
 
 
 def user_is_clinician(user: AbstractBaseUser) -> bool:
-    return bool(
-        user.is_authenticated and user.is_active and user.groups.filter(name=CLINICIANS_GROUP).exists()
-    )
+    """Asked by several selectors and services in one request: the group is looked up once per user
+    object (a request's user is loaded afresh for each request)."""
+    if not (user.is_authenticated and user.is_active):
+        return False
+    if not hasattr(user, "_is_clinician"):
+        user._is_clinician = user.groups.filter(name=CLINICIANS_GROUP).exists()
+    return user._is_clinician
 
 
 def user_sees_everything(user: AbstractBaseUser) -> bool:
@@ -64,15 +71,31 @@ def _get(queryset: QuerySet, pk: int, what: str):
         raise NotFound(f"{what} not found.") from None
 
 
+def _cases_seen_by(user: AbstractBaseUser) -> QuerySet[Case]:
+    return Case.objects.filter(Q(owner=user) | Q(pk__in=_referred_cases(user)))
+
+
 def patient_list(*, user: AbstractBaseUser, search: str = "") -> QuerySet[Patient]:
+    """A clinician's patients: registered by them, or with a case they own or were referred. An EXISTS per
+    patient rather than a join to their cases, which would repeat the patient and need DISTINCT."""
     queryset = Patient.objects.all()
     if not user_sees_everything(user):
         if not user_is_clinician(user):
             return queryset.none()
         queryset = queryset.filter(
-            Q(created_by=user) | Q(cases__owner=user) | Q(cases__in=_referred_cases(user))
-        ).distinct()
+            Q(created_by=user) | Exists(_cases_seen_by(user).filter(patient=OuterRef("pk")))
+        )
     return patient_search(queryset=queryset, search=search) if search else queryset
+
+
+def patient_case_counts(*, user: AbstractBaseUser, patients: list[Patient]) -> dict[int, int]:
+    """Case counts of a page of patients, by patient id: every case of a patient the user registered (and
+    for staff), otherwise the cases the user sees. One grouped query over these patients' cases only."""
+    cases = Case.objects.filter(patient__in=patients)
+    if not user_sees_everything(user):
+        cases = cases.filter(Q(patient__created_by=user) | Q(owner=user) | Q(pk__in=_referred_cases(user)))
+    counts = cases.order_by().values("patient").annotate(count=Count("pk")).values_list("patient", "count")
+    return dict(counts)
 
 
 def patient_search(*, queryset: QuerySet[Patient], search: str) -> QuerySet[Patient]:
@@ -110,6 +133,18 @@ def case_list_waiting_for(*, user: AbstractBaseUser, cases: QuerySet[Case]) -> Q
         scan__case=OuterRef("pk"), status=Prediction.Status.DONE, exclusion__isnull=True
     ).filter(~Exists(my_reading))
     return cases.filter(awaiting | (Q(pk__in=_referred_cases(user)) & Exists(unread)))
+
+
+def case_list_of_patient(*, user: AbstractBaseUser, patient: Patient) -> QuerySet[Case]:
+    """The patient's cases the user sees, newest first, each with its `scan_count`: a subquery that runs for
+    the rows of a page only, where a join and GROUP BY would also weigh on the page count."""
+    scans = Scan.objects.filter(case=OuterRef("pk")).order_by().values("case").annotate(count=Count("pk"))
+    return (
+        case_list(user=user)
+        .filter(patient=patient)
+        .annotate(scan_count=Coalesce(Subquery(scans.values("count")), 0))
+        .order_by("-created_at", "-pk")
+    )
 
 
 def case_get(*, user: AbstractBaseUser, pk: int) -> Case:
@@ -218,6 +253,44 @@ def model_level_review_counts() -> dict[int, list[LevelReviewCount]]:
         counts.setdefault(row["finding__prediction__model_version"], []).append(
             LevelReviewCount(level=row["finding__level"], reviewed=row["reviewed"], changed=row["changed"])
         )
+    return counts
+
+
+@dataclass(frozen=True)
+class ReviewCounts:
+    """A model version's current case reviews, and how many of them overrode its label."""
+
+    reviews: int = 0
+    overrides: int = 0
+
+    @property
+    def override_rate(self) -> float | None:
+        return self.overrides / self.reviews if self.reviews else None
+
+
+# Every review counts, so the grouping grows with use; kept this long unless a review is added.
+MODEL_REVIEW_COUNTS_SECONDS = 300
+
+
+def model_version_review_counts() -> dict[int, ReviewCounts]:
+    """ReviewCounts by model version id, for the models page. One grouped query over every current review,
+    cached under the newest review's id: a new review or amendment shows at once, a deleted one (only ever
+    with its case) within MODEL_REVIEW_COUNTS_SECONDS."""
+    newest = Review.objects.aggregate(newest=Max("pk"))["newest"] or 0
+    key = f"model-version-review-counts:{newest}"
+    counts = cache.get(key)
+    if counts is None:
+        rows = (
+            Review.objects.current()
+            .filter(kind=Review.Kind.REVIEW)
+            .order_by()
+            .values("prediction__model_version")
+            .annotate(reviews=Count("pk"), overrides=Count("pk", filter=Q(decision=Review.Decision.OVERRIDE)))
+        )
+        counts = {
+            row["prediction__model_version"]: ReviewCounts(row["reviews"], row["overrides"]) for row in rows
+        }
+        cache.set(key, counts, MODEL_REVIEW_COUNTS_SECONDS)
     return counts
 
 
@@ -376,6 +449,22 @@ def incoming_get(*, user: AbstractBaseUser, pk: int) -> IncomingSeries:
     return _get(incoming_list(user=user), pk, "Incoming series")
 
 
+def _not_used(prediction: OuterRef) -> Exists:
+    return Exists(PredictionExclusion.objects.filter(prediction=prediction))
+
+
+def _reviewed(prediction: OuterRef) -> Exists:
+    return Exists(Review.objects.filter(prediction=prediction, kind=Review.Kind.REVIEW))
+
+
+def prediction_filter_awaiting_review(*, queryset: QuerySet[Prediction]) -> QuerySet[Prediction]:
+    """Finished predictions that wait for the case review: not marked not used and not reviewed. NOT EXISTS
+    (not a LEFT JOIN ... IS NULL), which PostgreSQL plans as an anti-join instead of nested loops."""
+    return queryset.filter(status=Prediction.Status.DONE).filter(
+        ~_not_used(OuterRef("pk")), ~_reviewed(OuterRef("pk"))
+    )
+
+
 def case_current_predictions(*, case: Case) -> QuerySet[Prediction]:
     """The latest prediction of each scan of the case: a re-run supersedes the ones before it."""
     latest = Prediction.objects.filter(scan=OuterRef("scan")).order_by("-queued_at", "-pk").values("pk")[:1]
@@ -399,11 +488,7 @@ def case_predictions_changed_since(
 
 def case_unsettled_predictions(*, case: Case) -> QuerySet[Prediction]:
     """The current predictions a sign-off still waits for: neither reviewed nor marked not used."""
-    return (
-        case_current_predictions(case=case)
-        .filter(exclusion__isnull=True)
-        .exclude(reviews__kind=Review.Kind.REVIEW)
-    )
+    return case_current_predictions(case=case).filter(~_not_used(OuterRef("pk")), ~_reviewed(OuterRef("pk")))
 
 
 def _predictions(count: int) -> str:

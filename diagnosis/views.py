@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Prefetch, Q, QuerySet, prefetch_related_objects
+from django.db.models import Prefetch, Q, QuerySet, prefetch_related_objects
 from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -52,9 +52,11 @@ from diagnosis.models import (
     Series,
 )
 from diagnosis.selectors import (
+    ReviewCounts,
     case_current_predictions,
     case_get,
     case_list,
+    case_list_of_patient,
     case_list_owned,
     case_list_waiting_for,
     case_predictions_changed_since,
@@ -64,8 +66,11 @@ from diagnosis.selectors import (
     case_timeline,
     case_unsettled_predictions,
     model_level_review_counts,
+    model_version_review_counts,
+    patient_case_counts,
     patient_get,
     patient_list,
+    prediction_filter_awaiting_review,
     prediction_get,
     prediction_list,
     prediction_opinions,
@@ -205,11 +210,7 @@ def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
 def worklist(request: HttpRequest) -> HttpResponse:
     open_cases = case_list_owned(user=request.user).exclude(status=Case.Status.SIGNED_OFF)
     predictions = prediction_list(user=request.user).filter(scan__case__in=open_cases)
-    waiting = (
-        predictions.filter(status=Prediction.Status.DONE, exclusion__isnull=True)
-        .exclude(reviews__kind=Review.Kind.REVIEW)
-        .order_by("finished_at")
-    )
+    waiting = prediction_filter_awaiting_review(queryset=predictions).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
     counts = {
         "open_cases": open_cases.count(),
@@ -268,12 +269,12 @@ def patient_list_page(request: HttpRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:100]
     if query:
         access_record(user=request.user, obj=None, action=AccessEvent.Action.SEARCH_PATIENTS, detail=query)
-    patients = (
-        patient_list(user=request.user, search=query)
-        .annotate(case_count=Count("cases", distinct=True))
-        .order_by("identifier")
-    )
+    patients = patient_list(user=request.user, search=query).order_by("identifier")
     page = Paginator(patients, 25).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    case_counts = patient_case_counts(user=request.user, patients=page.object_list)
+    for patient in page.object_list:
+        patient.case_count = case_counts.get(patient.pk, 0)
     return render(request, "diagnosis/patient_list.html", {"page": page, "query": query})
 
 
@@ -310,14 +311,18 @@ def patient_edit_page(request: HttpRequest, pk: int) -> HttpResponse:
 def patient_detail_page(request: HttpRequest, pk: int) -> HttpResponse:
     patient = patient_get(user=request.user, pk=pk)
     access_record(user=request.user, obj=patient, action=AccessEvent.Action.VIEW_PATIENT)
-    cases = case_list(user=request.user).filter(patient=patient).annotate(scan_count=Count("scans"))
+    cases = case_list_of_patient(user=request.user, patient=patient)
+    page = Paginator(cases, PATIENT_PAGE_CASES).get_page(request.GET.get("page"))
     try:
         ensure_can_change_patient(request.user, patient)
         can_edit = True
     except PermissionDenied:
         can_edit = False
-    context = {"patient": patient, "cases": cases, "form": CaseCreateForm(), "can_edit": can_edit}
+    context = {"patient": patient, "page": page, "form": CaseCreateForm(), "can_edit": can_edit}
     return render(request, "diagnosis/patient_detail.html", context)
+
+
+PATIENT_PAGE_CASES = 25
 
 
 def _render_form(
@@ -943,22 +948,16 @@ def _plots(artifact_dir: Path) -> list[tuple[str, str]]:
 @clinician_page
 def model_list_page(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     versions = list(ModelVersion.objects.order_by("-is_active", "name"))
-    stats = {
-        row["prediction__model_version"]: row
-        for row in Review.objects.current()
-        .filter(kind=Review.Kind.REVIEW)
-        .values("prediction__model_version")
-        .annotate(reviews=Count("id"), overrides=Count("id", filter=Q(decision=Review.Decision.OVERRIDE)))
-    }
+    review_counts = model_version_review_counts()
     level_counts = model_level_review_counts()
     for version in versions:
+        counts = review_counts.get(version.pk, ReviewCounts())
+        version.review_count = counts.reviews
+        version.override_count = counts.overrides
+        version.override_rate = counts.override_rate
         version.level_reviews = level_counts.get(version.pk, [])
         version.levels_reviewed = sum(count.reviewed for count in version.level_reviews)
         version.levels_changed = sum(count.changed for count in version.level_reviews)
-        row = stats.get(version.pk, {"reviews": 0, "overrides": 0})
-        version.review_count = row["reviews"]
-        version.override_count = row["overrides"]
-        version.override_rate = row["overrides"] / row["reviews"] if row["reviews"] else None
     if pk is None:
         selected = next((version for version in versions if version.is_active), None)
     else:

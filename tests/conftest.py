@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 
 from tests.factories import CaseFactory, ClinicianFactory, StaffFactory
@@ -20,6 +21,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Nothing cached by one test (the models page's review counts) is seen by the next."""
+    cache.clear()
+    yield
+    cache.clear()
 
 
 @pytest.fixture

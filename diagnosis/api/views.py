@@ -392,7 +392,8 @@ class CaseScanListApi(ListApi):
     def get(self, request: Request, pk: int) -> Response:
         case = case_get(user=request.user, pk=pk)
         access_record(user=request.user, obj=case, action=AccessEvent.Action.VIEW_CASE)
-        return self.list_response(request, scan_list(user=request.user).filter(case=case))
+        scans = scan_list(user=request.user).filter(case=case).select_related("uploaded_by")
+        return self.list_response(request, scans.prefetch_related("predictions"))
 
     @extend_schema(
         request={"multipart/form-data": ScanUploadInputSerializer},

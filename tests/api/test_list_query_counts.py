@@ -1,0 +1,45 @@
+"""Every /api/v1/ list runs the same few queries for a page of 25 at 5 rows as at 200: each row's related
+records come in with the page (select_related, prefetch_related), never one query per row."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bulk import Hospital
+
+LISTS = [
+    ("/api/v1/patients/", 5),
+    ("/api/v1/patients/?search=bulk", 6),
+    ("/api/v1/cases/", 6),
+    ("/api/v1/cases/?ordering=-updated_at", 6),
+    (lambda hospital: f"/api/v1/cases/?patient={hospital.patient.pk}", 6),
+    (lambda hospital: f"/api/v1/cases/{hospital.case.pk}/scans/", 8),
+    (lambda hospital: f"/api/v1/cases/{hospital.case.pk}/series/", 7),
+    ("/api/v1/incoming/", 5),
+    ("/api/v1/predictions/", 9),
+    ("/api/v1/predictions/?status=done&ordering=-queued_at", 9),
+    (lambda hospital: f"/api/v1/predictions/?case={hospital.case.pk}", 9),
+    ("/api/v1/models/", 4),
+]
+
+
+@pytest.mark.parametrize(("path", "bound"), LISTS)
+def test_api_lists_run_as_many_queries_at_200_rows_as_at_5(
+    api, clinician, other_clinician, path, bound, django_assert_max_num_queries
+):
+    hospital = Hospital(clinician, other_clinician)
+    for size in (5, 200):
+        hospital.grow(size)
+        url = path(hospital) if callable(path) else path
+        with django_assert_max_num_queries(bound):
+            response = api.get(url)
+        assert response.status_code == 200, response.content
+        assert len(response.json()["results"]) == min(25, response.json()["count"])
+
+
+def test_case_scans_list_gives_each_scans_uploader_and_predictions(api, clinician, other_clinician):
+    hospital = Hospital(clinician, other_clinician).grow(5)
+    scans = api.get(f"/api/v1/cases/{hospital.case.pk}/scans/").json()["results"]
+    assert len(scans) == 6
+    assert {scan["uploaded_by"] for scan in scans} == {clinician.username}
+    assert all(len(scan["predictions"]) == 1 and scan["predictions"][0]["label"] == "ddd" for scan in scans)
