@@ -21,15 +21,15 @@ SAMPLE = REPO_ROOT / "tests" / "data" / "sudirman_sample"
 def test_shipped_models_are_each_under_10_mb_with_a_complete_card():
     cards = {card.architecture: (folder, card) for folder in SHIPPED for card in [ModelCard.read(folder)]}
 
-    # One per architecture. The INVGG grader is not trained yet (see the README): the VGG one ships alone.
-    assert len(cards) == len(SHIPPED) >= 1 and set(cards) <= {"vgg", "invgg"}
+    # One per architecture.
+    assert len(cards) == len(SHIPPED) == 2 and set(cards) == {"vgg", "invgg"}
     for folder, card in cards.values():
         assert card.name == folder.name
         assert sum(f.stat().st_size for f in folder.iterdir()) < 10 * 1024 * 1024
         figures = {"roc_auc", "levels", "grading", "localization", "calibration", "not_assessable"}
         assert figures <= set(card.validation_metrics)
-    if len(cards) == 2:  # INVGG grades with a fraction of the VGG grader's parameters (same localiser)
-        assert cards["invgg"][1].grader.parameters * 3 < cards["vgg"][1].grader.parameters
+    # INVGG grades with a fraction of the VGG grader's parameters (same localiser)
+    assert cards["invgg"][1].grader.parameters * 3 < cards["vgg"][1].grader.parameters
 
 
 @pytest.mark.slow
