@@ -153,3 +153,15 @@ def test_a_referral_with_opinions_goes_only_with_its_case(case, referral, other_
         referral.delete()
     case.delete()
     assert not Referral.objects.exists() and not Review.objects.exists()
+
+
+def test_the_referred_clinicians_case_page_offers_no_sign_off_or_reopen(
+    client, case, referral, clinician, other_clinician, prediction
+):
+    client.force_login(other_clinician)
+    page = client.get(f"/cases/{case.pk}/").content.decode()
+    assert 'class="sign-off-form"' not in page and "The case's owner signs it off" in page
+
+    client.force_login(clinician)
+    page = client.get(f"/cases/{case.pk}/").content.decode()
+    assert 'class="sign-off-form"' in page and "The case's owner signs it off" not in page
