@@ -18,6 +18,7 @@ from diagnosis.models import (
     Review,
     ReviewLevel,
     Scan,
+    Series,
 )
 
 # Below this many rows (by PostgreSQL's estimate) a whole-table list is counted exactly.
@@ -173,6 +174,24 @@ class ScanAdmin(BigTableAdmin, SimpleHistoryAdmin):
 
     def has_add_permission(self, request) -> bool:
         # Scans come in through the upload service, which checks and de-identifies the file.
+        return False
+
+
+@admin.register(Series)
+class SeriesAdmin(BigTableAdmin, admin.ModelAdmin):
+    """For looking up a series (by its UID, say): series arrive through the upload and the DICOM receiver,
+    which de-identify and order them, and change through the case page (the chosen slice)."""
+
+    list_display = ("id", "series_description", "case", "modality", "plane", "source", "created_at")
+    list_filter = ("plane", "source", "created_at")
+    search_fields = ("series_uid", "study_uid", "series_description", "case__patient__identifier")
+    list_select_related = ("case", "case__patient")
+    readonly_fields = tuple(field.name for field in Series._meta.fields)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
 

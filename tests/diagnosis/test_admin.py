@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import reverse
 from knox.models import AuthToken
 
-from diagnosis.models import Prediction
+from diagnosis.models import Prediction, Series
 from diagnosis.services.accounts import token_create
 from tests.factories import ModelVersionFactory, PredictionFactory
 
@@ -18,6 +18,7 @@ MODELS = [
     "diagnosis/scan",
     "diagnosis/prediction",
     "diagnosis/review",
+    "diagnosis/series",
     "ml/modelversion",
 ]
 
@@ -103,3 +104,24 @@ def test_admin_lists_login_failures_and_tokens(client, staff, clinician):
     failures = client.get(reverse("admin:axes_accessattempt_changelist"))
     assert failures.status_code == 200 and clinician.username.encode() in failures.content
     assert client.get(reverse("admin:knox_authtoken_changelist")).status_code == 200
+
+
+def test_admin_finds_a_series_by_uid_and_cannot_change_it(client, staff):
+    case = PredictionFactory().scan.case
+    series = Series.objects.create(
+        case=case,
+        study_uid="1.2.3",
+        series_uid="1.2.3.4",
+        series_description="T2 SAG",
+        plane="sagittal",
+        patient_id_check="match",
+        patient_name_check="match",
+    )
+    client.force_login(staff)
+    listing = client.get(reverse("admin:diagnosis_series_changelist"), {"q": "1.2.3.4"})
+    assert listing.status_code == 200 and b"T2 SAG" in listing.content
+    url = reverse("admin:diagnosis_series_change", args=[series.pk])
+    assert client.get(url).status_code == 200
+    client.post(url, {"series_description": "changed"})
+    series.refresh_from_db()
+    assert series.series_description == "T2 SAG"
