@@ -1,7 +1,8 @@
 """Train, cross-validate and evaluate the per-level models.
 
-``python -m ml.train_levels {localizer,grader,cv,evaluate} ...``: ``cv`` scores one setting of the localiser
-or a grader by patient folds of the training split, the place to tune; ``evaluate`` is for the final models.
+``python -m ml.train_levels {localizer,grader,cv,evaluate,bundle,recalibrate} ...``: ``cv`` scores one
+setting of the localiser or a grader by patient folds of the training split, the place to tune; ``evaluate``
+is for the final models.
 """
 
 from __future__ import annotations
@@ -81,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     bundle.add_argument("--name", required=True, help="model name, e.g. invgg-v3")
     bundle.add_argument("--version", required=True)
     bundle.add_argument("--metrics", type=Path, help="validation figures (JSON) to store in the card")
+    recalibrate = commands.add_parser(
+        "recalibrate", help="fit a grader's calibration again from the out-of-fold scores its training kept"
+    )
+    recalibrate.add_argument("--data", required=True, type=Path, help="the folder the grader was trained on")
+    recalibrate.add_argument("--grader", required=True, type=Path)
     evaluate = commands.add_parser("evaluate", help="validation figures, plain and shifted; fits calibration")
     evaluate.add_argument("--data", required=True, type=Path)
     evaluate.add_argument("--localizer", required=True, type=Path)
@@ -119,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             from ml.levels.report import evaluate_levels
 
             evaluate_levels(args)
+            return 0
+        if args.command == "recalibrate":
+            training.recalibrate_grader(args.grader, training.load_level_data(args.data, "train"))
             return 0
         config = _config(args)
         train = training.load_level_data(args.data, "train")

@@ -29,6 +29,7 @@ from ml.levels.grading import (
     DEGENERATED_FROM,
     degenerated_probability,
     image_probability,
+    image_probability_independent_levels,
     predicted_grades,
 )
 from ml.levels.metrics import (
@@ -116,7 +117,9 @@ def _evaluate_variant(
         "grading": pooled,
         "grading_from_annotated_boxes": grading_metrics(data.grades, grades_annotated),
         "image": _image_figures(labels, raw, refused, outcome_ddd),
-        "image_max_rule": auc_with_ci(labels, degenerated.max(axis=1)),
+        "image_independent_levels_rule": auc_with_ci(
+            labels, image_probability_independent_levels(degenerated)
+        ),
         "refusal_reasons": sorted({a.reason for a in analyses if a.outcome == NOT_ASSESSABLE}),
         "raw_probability": raw,
         "seconds": round(time.monotonic() - started, 1),

@@ -47,6 +47,7 @@ from ml.levels.grading import (
     crop_discs,
     degenerated_probability,
     image_probability,
+    image_probability_independent_levels,
     level_inputs,
     ordinal_targets,
     predicted_grades,
@@ -482,6 +483,15 @@ def _cross_validation_card(above: np.ndarray, train: LevelData, folds: int) -> t
         "accuracy": round(grading["accuracy"], 4),
         "confusion_matrix": grading["confusion_matrix"],
         "image_roc_auc": round(float(roc_auc(train.labels, probability)), 4),
+        "image_roc_auc_independent_levels": round(
+            float(
+                roc_auc(
+                    train.labels,
+                    image_probability_independent_levels(degenerated_probability(flat).reshape(-1, N_LEVELS)),
+                )
+            ),
+            4,
+        ),
         "image_balanced_accuracy": round(
             balanced_accuracy(train.labels, (grades >= DEGENERATED_FROM).any(axis=1)), 4
         ),
@@ -500,6 +510,33 @@ def cross_validate_grader(
     return _cross_validation_card(above, train, folds)[1]
 
 
+def recalibrate_grader(grader_dir: Path, train: LevelData, *, log: Callable[[str], None] = print) -> dict:
+    """Fit the calibration and the out-of-fold figures again from the out-of-fold scores that training with
+    ``calibration_folds`` kept beside the grader (after a change of the image rule, say), into its card."""
+    grader_dir = Path(grader_dir)
+    try:
+        saved = np.load(grader_dir / "out_of_fold.npz")
+    except OSError as exc:
+        raise ArtifactError(f"no out-of-fold scores in {grader_dir}; train with --calibration-folds") from exc
+    same_images = np.array_equal(saved["patients"], train.patients) and np.array_equal(
+        saved["labels"], train.labels
+    )
+    if not same_images:
+        raise DataError(f"the out-of-fold scores in {grader_dir} are of other images than this training set")
+    card_path = grader_dir / "model_card.json"
+    card = json.loads(card_path.read_text())
+    folds = card["cross_validation"]["folds"]
+    calibration, figures = _cross_validation_card(saved["above"], train, folds)
+    card["calibration"] = {
+        **calibration.to_dict(),
+        "fitted_on": f"out-of-fold probabilities on the training split, {len(train.images)} images",
+    }
+    card["cross_validation"] = figures
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    log(f"out of fold: {figures}; calibration {calibration}")
+    return card
+
+
 def train_grader(
     arch: str, train: LevelData, config: LevelTrainConfig, *, log: Callable[[str], None] = print
 ) -> dict:
@@ -516,6 +553,10 @@ def train_grader(
     extra = {}
     if config.calibration_folds:
         above = out_of_fold_grading(arch, train, copies, config, config.calibration_folds, log)
+        # Kept beside the grader (not bundled): the image rule and its calibration can be examined again
+        # from these without training again.
+        output_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(output_dir / "out_of_fold.npz", above=above, labels=train.labels, patients=train.patients)
         calibration, figures = _cross_validation_card(above, train, config.calibration_folds)
         log(f"out of fold: {figures}; calibration {calibration}")
         extra = {

@@ -191,6 +191,14 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path):
     assert grader_card["crop_scale"] == 2.0
     assert grader_card["calibration"]["fitted_on"].startswith("out-of-fold")
     assert grader_card["cross_validation"]["folds"] == 2
+    assert 0.0 <= grader_card["cross_validation"]["image_roc_auc_independent_levels"] <= 1.0
+    assert np.load(tmp_path / "grader" / "out_of_fold.npz")["above"].shape == (6, 3, 4)
+    (tmp_path / "grader" / "model_card.json").write_text(json.dumps({**grader_card, "calibration": {}}))
+    assert main(["recalibrate", "--data", str(SAMPLE_DATA), "--grader", str(tmp_path / "grader")]) == 0
+    recalibrated = json.loads((tmp_path / "grader" / "model_card.json").read_text())
+    assert recalibrated["calibration"] == grader_card["calibration"]
+    assert recalibrated["cross_validation"] == grader_card["cross_validation"]
+    assert main(["recalibrate", "--data", str(SAMPLE_DATA), "--grader", str(tmp_path / "loc")]) == 2
     card = json.loads((tmp_path / "loc" / "model_card.json").read_text())
     assert set(card) >= {"kind", "level_names", "preprocess", "box_shape", "gate", "parameters", "training"}
     assert main(["localizer", *common, "--out", str(tmp_path / "loc")]) == 2  # never overwrites

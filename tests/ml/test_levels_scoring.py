@@ -16,6 +16,7 @@ from ml.levels.grading import (
     degenerated_probability,
     grade_probabilities,
     image_probability,
+    image_probability_independent_levels,
     ordinal_targets,
     predicted_grades,
 )
@@ -55,7 +56,9 @@ def test_predicted_grade_degenerated_and_image_probabilities():
 
     assert predicted_grades(above).tolist() == [2, 4, 1]
     np.testing.assert_allclose(degenerated_probability(above), [0.2, 0.9, 0.05])
-    np.testing.assert_allclose(image_probability(np.array([[0.2, 0.5, 0.0]])), [0.6])
+    # The most degenerated level scores the image; the independent-levels rule would say 0.6.
+    np.testing.assert_allclose(image_probability(np.array([[0.2, 0.5, 0.0]])), [0.5])
+    np.testing.assert_allclose(image_probability_independent_levels(np.array([[0.2, 0.5, 0.0]])), [0.6])
 
 
 def test_two_near_misses_add_up_to_the_next_grade():
