@@ -546,6 +546,17 @@ def prediction_filter_awaiting_review(*, queryset: QuerySet[Prediction]) -> Quer
     )
 
 
+def prediction_counts(*, queryset: QuerySet[Prediction]) -> dict[str, int]:
+    """The worklist's counts of `queryset`, in one pass over it: awaiting review (as
+    prediction_filter_awaiting_review), in progress, and failed."""
+    awaiting = Q(status=Prediction.Status.DONE) & ~_not_used(OuterRef("pk")) & ~_reviewed(OuterRef("pk"))
+    return queryset.order_by().aggregate(
+        awaiting_review=Count("pk", filter=awaiting),
+        in_progress=Count("pk", filter=Q(status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING])),
+        failed=Count("pk", filter=Q(status=Prediction.Status.FAILED)),
+    )
+
+
 def case_current_predictions(*, case: Case) -> QuerySet[Prediction]:
     """The latest prediction of each scan of the case: a re-run supersedes the ones before it."""
     latest = Prediction.objects.filter(scan=OuterRef("scan")).order_by("-queued_at", "-pk").values("pk")[:1]

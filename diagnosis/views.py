@@ -72,6 +72,7 @@ from diagnosis.selectors import (
     patient_case_counts,
     patient_get,
     patient_list,
+    prediction_counts,
     prediction_filter_awaiting_review,
     prediction_get,
     prediction_list,
@@ -214,14 +215,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     predictions = prediction_list(user=request.user).filter(scan__case__in=open_cases)
     waiting = prediction_filter_awaiting_review(queryset=predictions).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
-    counts = {
-        "open_cases": open_cases.count(),
-        "awaiting_review": waiting.count(),
-        "in_progress": predictions.filter(
-            status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING]
-        ).count(),
-        "failed": failures.count(),
-    }
+    counts = {"open_cases": open_cases.count(), **prediction_counts(queryset=predictions)}
     cases = _worklist_cases(request)
     context = {
         "cases": Paginator(cases.qs if cases.is_valid() else cases.queryset.none(), 25).get_page(
