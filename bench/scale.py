@@ -89,7 +89,8 @@ def _database_urls(server_url: str, name: str) -> tuple[str, str]:
     return server_url, urlunsplit(parts._replace(path=f"/{name}"))
 
 
-DATABASE_NAME = f"lumbar_scale_{os.getpid()}"
+# SCALE_DATABASE_PREFIX keeps runs of several worktrees on one server apart by name.
+DATABASE_NAME = f"{os.environ.get('SCALE_DATABASE_PREFIX', 'lumbar_scale')}_{os.getpid()}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lumbar_platform.settings.base")
 if __name__ == "__main__":
     ARGS = _parse_args()

@@ -11,8 +11,23 @@ from functools import cached_property
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import Count, Exists, F, Max, Model, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.db import connection
+from django.db.models import (
+    CharField,
+    Count,
+    DateTimeField,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    Model,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from diagnosis.errors import NotFound
@@ -149,6 +164,24 @@ def case_list_of_patient(*, user: AbstractBaseUser, patient: Patient) -> QuerySe
 
 def case_get(*, user: AbstractBaseUser, pk: int) -> Case:
     return _get(case_list(user=user), pk, "Case")
+
+
+def case_page_get(*, user: AbstractBaseUser, pk: int) -> Case:
+    """The case as its page reads it: with the number of its scans outside any series (the page's
+    paginator count) and whether it has series and signed reports, so the page asks for them only when
+    there are some."""
+    cases = case_list(user=user).annotate(
+        loose_scan_count=Subquery(
+            Scan.objects.filter(case=OuterRef("pk"), series__isnull=True)
+            .order_by()
+            .values("case")
+            .annotate(count=Count("pk"))
+            .values("count")
+        ),
+        has_series=Exists(Series.objects.filter(case=OuterRef("pk"))),
+        has_reports=Exists(CaseReport.objects.filter(case=OuterRef("pk"))),
+    )
+    return _get(cases, pk, "Case")
 
 
 def scan_list(*, user: AbstractBaseUser) -> QuerySet[Scan]:
@@ -363,14 +396,12 @@ def _change_summary(object_type: str, record) -> str:
     return f"{object_type.capitalize()} {record.id} {verb}"
 
 
-def _case_changes(case: Case, limit: int | None = None) -> list[HistoryEntry]:
-    """Every recorded change to the case and what hangs off it, newest first; the newest `limit` of
-    them when given (each source then reads no more rows than that, and the grades a review gives per
-    level, told with the review, are left out). Deleted scans and predictions are still found through
-    their own history."""
+def _change_sources(case: Case) -> list[tuple[str, QuerySet]]:
+    """The history of the case and of what hangs off it, by kind. Deleted scans and predictions are still
+    found through their own history."""
     scan_ids = Scan.history.filter(case_id=case.pk).values("id")
     prediction_ids = Prediction.history.filter(scan_id__in=scan_ids).values("id")
-    sources = [
+    return [
         ("patient", Patient.history.filter(id=case.patient_id)),
         ("case", Case.history.filter(id=case.pk)),
         ("scan", Scan.history.filter(case_id=case.pk)),
@@ -379,34 +410,84 @@ def _case_changes(case: Case, limit: int | None = None) -> list[HistoryEntry]:
         ("review", Review.history.filter(prediction_id__in=prediction_ids)),
         ("referral", Referral.history.filter(case_id=case.pk)),
     ]
-    if limit is None:
-        reviews = Review.history.filter(prediction_id__in=prediction_ids).values("id")
-        levels = ReviewLevel.history.filter(review_id__in=reviews).select_related("finding")
-        sources.append(("review level", levels))
-    entries = []
-    for object_type, records in sources:
-        records = records.select_related("history_user").order_by("-history_date", "-history_id")
-        entries += [
-            HistoryEntry(
-                at=record.history_date,
-                user=_username(record.history_user),
-                kind="change",
-                object_type=object_type,
-                object_id=record.id,
-                action=HISTORY_VERBS[record.history_type],
-                summary=_change_summary(object_type, record),
-                record=record,
-            )
-            for record in (records[:limit] if limit is not None else records)
-        ]
+
+
+def _change_entry(object_type: str, record) -> HistoryEntry:
+    return HistoryEntry(
+        at=record.history_date,
+        user=_username(record.history_user),
+        kind="change",
+        object_type=object_type,
+        object_id=record.id,
+        action=HISTORY_VERBS[record.history_type],
+        summary=_change_summary(object_type, record),
+        record=record,
+    )
+
+
+def _case_changes(case: Case) -> list[HistoryEntry]:
+    """Every recorded change to the case and what hangs off it, with the grades a review gave per level,
+    newest first."""
+    sources = _change_sources(case)
+    reviews = Review.history.filter(prediction_id__in=sources[3][1].values("id")).values("id")
+    levels = ReviewLevel.history.filter(review_id__in=reviews).select_related("finding")
+    sources.append(("review level", levels))
+    entries = [
+        _change_entry(object_type, record)
+        for object_type, records in sources
+        for record in records.select_related("history_user").order_by("-history_date", "-history_id")
+    ]
     entries.sort(key=lambda entry: entry.at, reverse=True)
-    return entries[:limit] if limit is not None else entries
+    return entries
 
 
 def case_timeline(*, case: Case, limit: int) -> list[HistoryEntry]:
-    """The case page's timeline: its newest `limit` changes, read in a bounded number of queries and
-    rows whatever the case's age (the history page has them all, and every view and download)."""
-    return _case_changes(case, limit)
+    """The case page's timeline: its newest `limit` changes (the grades a review gives per level, told with
+    the review, left out). One UNION ALL of the history tables, each reading no more than `limit` rows, gives
+    what the summaries need; the full records are read only for changes ("~"), whose fields the page lists,
+    in one query per kind that has some (the history page has everything, and every view and download)."""
+    sources = dict(_change_sources(case))
+    columns = ["history_id", "history_date", "history_type", "id", "history_user__username"]
+    parts = []
+    for object_type, records in sources.items():
+        review = object_type == "review"
+        parts.append(
+            records.order_by()
+            .annotate(
+                object_type=Value(object_type, output_field=CharField()),
+                # Typed NULLs: PostgreSQL would take a bare NULL column of the first part for text.
+                review_kind=F("kind") if review else Cast(Value(None), CharField()),
+                review_version=F("version") if review else Cast(Value(None), IntegerField()),
+                referral_withdrawn_at=F("withdrawn_at")
+                if object_type == "referral"
+                else Cast(Value(None), DateTimeField()),
+            )
+            .values(*columns, "object_type", "review_kind", "review_version", "referral_withdrawn_at")
+        )
+        if connection.features.supports_slicing_ordering_in_compound:  # not SQLite: it reads every row
+            parts[-1] = parts[-1].order_by("-history_date", "-history_id")[:limit]
+    rows = list(parts[0].union(*parts[1:], all=True).order_by("-history_date", "-history_id")[:limit])
+    changed: dict[str, dict[int, Model]] = {}
+    for object_type in {row["object_type"] for row in rows if row["history_type"] == "~"}:
+        ids = [row["history_id"] for row in rows if row["object_type"] == object_type]
+        records = sources[object_type].filter(history_id__in=ids).select_related("history_user")
+        changed[object_type] = {record.history_id: record for record in records}
+    entries = []
+    for row in rows:
+        object_type = row["object_type"]
+        record = changed.get(object_type, {}).get(row["history_id"])
+        if record is None:
+            # What _change_summary reads, on an unsaved historical row (nothing else of it is read).
+            fields = {key: row[key] for key in ("history_id", "history_date", "history_type", "id")}
+            if object_type == "review":
+                fields |= {"kind": row["review_kind"], "version": row["review_version"]}
+            if object_type == "referral":
+                fields["withdrawn_at"] = row["referral_withdrawn_at"]
+            record = sources[object_type].model(**fields)
+        entry = _change_entry(object_type, record)
+        entry.user = row["history_user__username"] or "system"
+        entries.append(entry)
+    return entries
 
 
 def case_history(*, case: Case) -> list[HistoryEntry]:
@@ -465,6 +546,17 @@ def prediction_filter_awaiting_review(*, queryset: QuerySet[Prediction]) -> Quer
     )
 
 
+def prediction_counts(*, queryset: QuerySet[Prediction]) -> dict[str, int]:
+    """The worklist's counts of `queryset`, in one pass over it: awaiting review (as
+    prediction_filter_awaiting_review), in progress, and failed."""
+    awaiting = Q(status=Prediction.Status.DONE) & ~_not_used(OuterRef("pk")) & ~_reviewed(OuterRef("pk"))
+    return queryset.order_by().aggregate(
+        awaiting_review=Count("pk", filter=awaiting),
+        in_progress=Count("pk", filter=Q(status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING])),
+        failed=Count("pk", filter=Q(status=Prediction.Status.FAILED)),
+    )
+
+
 def case_current_predictions(*, case: Case) -> QuerySet[Prediction]:
     """The latest prediction of each scan of the case: a re-run supersedes the ones before it."""
     latest = Prediction.objects.filter(scan=OuterRef("scan")).order_by("-queued_at", "-pk").values("pk")[:1]
@@ -495,15 +587,43 @@ def _predictions(count: int) -> str:
     return f"{count} prediction{'s' if count != 1 else ''}"
 
 
-def case_sign_off_blockers(*, case: Case) -> list[str]:
-    """What keeps the case from being signed off, one sentence per kind; empty when nothing does."""
-    counts = dict(
+@dataclass(frozen=True)
+class Unsettled:
+    """The case's unsettled current predictions, by status, and the finished one on its newest scan."""
+
+    counts: dict[str, int]
+    newest_done: int | None
+
+
+def case_unsettled(*, case: Case) -> Unsettled:
+    """One query for what the case page asks twice (its sign-off blockers and the next result to review):
+    a row of two numbers per unsettled prediction, as many as the case has scans at most."""
+    rows = (
         case_unsettled_predictions(case=case)
-        .order_by()
-        .values("status")
-        .annotate(count=Count("pk"))
-        .values_list("status", "count")
+        .order_by("-scan__uploaded_at", "-scan_id")
+        .values_list("pk", "status")
     )
+    counts: dict[str, int] = {}
+    newest_done = None
+    for pk, status in rows:
+        counts[status] = counts.get(status, 0) + 1
+        if newest_done is None and status == Prediction.Status.DONE:
+            newest_done = pk
+    return Unsettled(counts=counts, newest_done=newest_done)
+
+
+def case_sign_off_blockers(*, case: Case, unsettled: Unsettled | None = None) -> list[str]:
+    """What keeps the case from being signed off, one sentence per kind; empty when nothing does."""
+    if unsettled is not None:
+        counts = unsettled.counts
+    else:
+        counts = dict(
+            case_unsettled_predictions(case=case)
+            .order_by()
+            .values("status")
+            .annotate(count=Count("pk"))
+            .values_list("status", "count")
+        )
     blockers = []
     if not_reviewed := counts.get(Prediction.Status.DONE, 0):
         blockers.append(f"{_predictions(not_reviewed)} not reviewed: review or mark not used.")

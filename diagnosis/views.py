@@ -53,23 +53,26 @@ from diagnosis.models import (
 )
 from diagnosis.selectors import (
     ReviewCounts,
+    Unsettled,
     case_current_predictions,
     case_get,
     case_list,
     case_list_of_patient,
     case_list_owned,
     case_list_waiting_for,
+    case_page_get,
     case_predictions_changed_since,
     case_report_get,
     case_report_list,
     case_sign_off_blockers,
     case_timeline,
-    case_unsettled_predictions,
+    case_unsettled,
     model_level_review_counts,
     model_version_review_counts,
     patient_case_counts,
     patient_get,
     patient_list,
+    prediction_counts,
     prediction_filter_awaiting_review,
     prediction_get,
     prediction_list,
@@ -212,14 +215,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     predictions = prediction_list(user=request.user).filter(scan__case__in=open_cases)
     waiting = prediction_filter_awaiting_review(queryset=predictions).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
-    counts = {
-        "open_cases": open_cases.count(),
-        "awaiting_review": waiting.count(),
-        "in_progress": predictions.filter(
-            status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING]
-        ).count(),
-        "failed": failures.count(),
-    }
+    counts = {"open_cases": open_cases.count(), **prediction_counts(queryset=predictions)}
     cases = _worklist_cases(request)
     context = {
         "cases": Paginator(cases.qs if cases.is_valid() else cases.queryset.none(), 25).get_page(
@@ -381,12 +377,12 @@ def _case_scan_rows(user, case: Case) -> QuerySet[Scan]:
 
 
 def _case_scans(user, case: Case, page_number) -> Page:
-    page = Paginator(_case_scan_rows(user, case), CASE_PAGE_SCANS).get_page(page_number)
+    """The page of scans, their predictions not yet read (see _render_case)."""
+    paginator = Paginator(_case_scan_rows(user, case), CASE_PAGE_SCANS)
+    if hasattr(case, "loose_scan_count"):  # case_page_get counted them with the case
+        paginator.count = case.loose_scan_count or 0
+    page = paginator.get_page(page_number)
     page.object_list = list(page.object_list)
-    prefetch_related_objects(
-        page.object_list,
-        Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at", "-pk")),
-    )
     return page
 
 
@@ -410,17 +406,27 @@ _PAGE_PREDICTIONS = Prediction.objects.select_related(
 
 
 def _case_series(user, case: Case) -> list[Series]:
-    slices = Scan.objects.order_by("slice_index").prefetch_related(
-        Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at", "-pk"))
-    )
+    """The case's series with their slices, whose predictions are not yet read (see _render_case)."""
+    if not getattr(case, "has_series", True):  # case_page_get knows there are none
+        return []
     series = (
         series_list(user=user)
         .filter(case=case)
         .prefetch_related(None)
-        .prefetch_related(Prefetch("slices", queryset=slices))
+        .prefetch_related(Prefetch("slices", queryset=Scan.objects.order_by("slice_index")))
     )
     for item in series:
         item.ordered_slices = list(item.slices.all())
+    return list(series)
+
+
+def _read_predictions(scans: list[Scan], series: list[Series]) -> None:
+    """The predictions of the page's scans and of the series' slices, in one query for each table."""
+    prefetch_related_objects(
+        [*scans, *(scan for item in series for scan in item.ordered_slices)],
+        Prefetch("predictions", queryset=_PAGE_PREDICTIONS.order_by("-queued_at", "-pk")),
+    )
+    for item in series:
         item.predictions = sorted(
             (p for scan in item.ordered_slices for p in scan.predictions.all()),
             key=lambda p: (p.queued_at, p.pk),
@@ -429,21 +435,22 @@ def _case_series(user, case: Case) -> list[Series]:
         item.chosen_index = next(
             (s.slice_index for s in item.ordered_slices if s.pk == item.chosen_scan_id), 0
         )
-    return list(series)
 
 
-def _next_to_review(user, case: Case, referral) -> tuple[str, str] | None:
+def _next_to_review(user, case: Case, referral, unsettled: Unsettled) -> tuple[str, str] | None:
     """(url, text) of the next result waiting for this user: a current prediction of this case, else the
     next case with one."""
     if referral is None:
-        waiting = case_unsettled_predictions(case=case).filter(status=Prediction.Status.DONE)
+        prediction = unsettled.newest_done
     else:
-        waiting = (
+        prediction = (
             case_current_predictions(case=case)
             .filter(status=Prediction.Status.DONE, exclusion__isnull=True)
             .exclude(reviews__reviewer=user)
+            .order_by("-scan__uploaded_at", "-scan_id")
+            .values_list("pk", flat=True)
+            .first()
         )
-    prediction = waiting.order_by("-scan__uploaded_at", "-scan_id").values_list("pk", flat=True).first()
     if prediction is not None:
         return reverse("diagnosis:prediction-page", args=[prediction]), "Next unreviewed result"
     other = (
@@ -565,6 +572,7 @@ def _render_case(
     page = _case_scans(request.user, case, page_number or request.GET.get("page"))
     scans = page.object_list
     series = _case_series(request.user, case) if page.number == 1 else []
+    _read_predictions(scans, series)
     for scan in scans:
         runs = list(scan.predictions.all())
         # The boxes drawn on the image: the newest finished prediction that located the levels.
@@ -604,6 +612,7 @@ def _render_case(
         "diagnosis/_scans.html" if request.GET.get("partial") == "scans" else "diagnosis/case_detail.html"
     )
     signed_off = case.status == Case.Status.SIGNED_OFF
+    unsettled = None if signed_off else case_unsettled(case=case)
     if signed_off:
         # The forms of a signed-off case are not on its page, so their refusals are told here.
         for key, form in bound_forms.items():
@@ -623,8 +632,9 @@ def _render_case(
         "window_presets": WINDOW_PRESETS,
         "pacs_configured": bool(settings.LUMBAR_PACS_HOST),
         "signed_off": signed_off,
-        "reports": list(case_report_list(case=case)),
-        "blockers": [] if signed_off else case_sign_off_blockers(case=case),
+        # case_page_get knows whether there are any.
+        "reports": list(case_report_list(case=case)) if getattr(case, "has_reports", True) else [],
+        "blockers": [] if signed_off else case_sign_off_blockers(case=case, unsettled=unsettled),
         "sign_off_form": bound_forms.get("sign-off") or SignOffForm(),
         "reopen_form": bound_forms.get("reopen") or ReopenForm(),
         "max_upload_mb": settings.LUMBAR_MAX_UPLOAD_BYTES // (1024 * 1024),
@@ -637,7 +647,9 @@ def _render_case(
         context["referrals"] = referral_list(user=request.user, case=case)
         context["referral_form"] = referral_form or ReferralForm()
         context["timeline"] = case_timeline(case=case, limit=CASE_PAGE_TIMELINE)
-        context["next_to_review"] = None if signed_off else _next_to_review(request.user, case, referral)
+        context["next_to_review"] = (
+            None if signed_off else _next_to_review(request.user, case, referral, unsettled)
+        )
     return render(request, template, context, status=status)
 
 
@@ -648,7 +660,7 @@ CASE_PAGE_TIMELINE = 10
 @require_GET
 @clinician_page
 def case_detail_page(request: HttpRequest, pk: int) -> HttpResponse:
-    case = case_get(user=request.user, pk=pk)
+    case = case_page_get(user=request.user, pk=pk)
     if request.GET.get("partial") != "scans":
         access_record(user=request.user, obj=case, action=AccessEvent.Action.VIEW_CASE)
     return _render_case(request, case)
@@ -713,9 +725,11 @@ def case_status(request: HttpRequest, pk: int) -> JsonResponse:
     predictions = prediction_list(user=request.user).filter(scan__case=case)
     if changed_since is not None:
         predictions = case_predictions_changed_since(predictions=predictions, since=changed_since)
+    # The answer tells no levels: the list's prefetch of them is dropped.
     predictions = (
         predictions.select_related("requested_model")
-        .prefetch_related("reviews__reviewer")
+        .prefetch_related(None)
+        .prefetch_related(Prefetch("reviews", queryset=Review.objects.select_related("reviewer")))
         .order_by("-queued_at", "-pk")
     )
     signed_off = case.status == Case.Status.SIGNED_OFF

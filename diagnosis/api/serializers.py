@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -238,22 +240,33 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             return None
         return self._absolute(reverse("api:prediction-heatmap", args=[prediction.pk]))
 
+    # One nested serializer for every row of a list: building a ModelSerializer's fields per row cost
+    # about a third of a page of predictions.
+    @cached_property
+    def _review_serializer(self) -> ReviewOutputSerializer:
+        return ReviewOutputSerializer()
+
+    @cached_property
+    def _not_used_serializer(self) -> NotUsedOutputSerializer:
+        return NotUsedOutputSerializer()
+
     @extend_schema_field(ReviewOutputSerializer(allow_null=True))
     def get_review(self, prediction: Prediction) -> dict | None:
         """The case's current review: the latest version; earlier ones are in the case history."""
         review = prediction_opinions(prediction).review
-        return ReviewOutputSerializer(review).data if review else None
+        return self._review_serializer.to_representation(review) if review else None
 
     @extend_schema_field(ReviewOutputSerializer(many=True))
     def get_second_opinions(self, prediction: Prediction) -> list[dict]:
         """Each referred clinician's current opinion."""
-        return ReviewOutputSerializer(prediction_opinions(prediction).second_opinions, many=True).data
+        opinions = prediction_opinions(prediction).second_opinions
+        return [self._review_serializer.to_representation(review) for review in opinions]
 
     @extend_schema_field(NotUsedOutputSerializer(allow_null=True))
     def get_not_used(self, prediction: Prediction) -> dict | None:
         """Set when the clinician left this prediction out of the sign-off, with the reason."""
         exclusion = getattr(prediction, "exclusion", None)
-        return NotUsedOutputSerializer(exclusion).data if exclusion else None
+        return self._not_used_serializer.to_representation(exclusion) if exclusion else None
 
     def _absolute(self, path: str) -> str:
         request = self.context.get("request")

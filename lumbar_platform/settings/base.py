@@ -144,7 +144,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # Axes first: it refuses a locked-out account or address before any password is checked.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, loading a session's user and their clinicians-group membership in one query.
+    "diagnosis.backends.ClinicianModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"

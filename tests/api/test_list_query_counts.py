@@ -4,8 +4,12 @@ records come in with the page (select_related, prefetch_related), never one quer
 from __future__ import annotations
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from diagnosis.api.pagination import CachedCountPaginator
 from tests.bulk import Hospital
+from tests.factories import PredictionFactory, ScanFactory
 
 LISTS = [
     ("/api/v1/patients/", 5),
@@ -43,3 +47,19 @@ def test_case_scans_list_gives_each_scans_uploader_and_predictions(api, clinicia
     assert len(scans) == 6
     assert {scan["uploaded_by"] for scan in scans} == {clinician.username}
     assert all(len(scan["predictions"]) == 1 and scan["predictions"][0]["label"] == "ddd" for scan in scans)
+
+
+def test_a_large_count_is_counted_once_for_a_few_seconds_and_a_small_one_always(
+    api, clinician, other_clinician, monkeypatch
+):
+    monkeypatch.setattr(CachedCountPaginator, "LARGE_COUNT", 10)
+    hospital = Hospital(clinician, other_clinician)
+    hospital.grow(12)
+    large = api.get("/api/v1/predictions/").json()["count"]
+    with CaptureQueriesContext(connection) as again:
+        assert api.get("/api/v1/predictions/").json()["count"] == large >= 10
+    assert not any("COUNT(" in query["sql"] for query in again.captured_queries)
+    small = api.get("/api/v1/predictions/?status=failed").json()["count"]
+    assert small < 10
+    PredictionFactory(scan=ScanFactory(case=hospital.case), status="failed", error="Out of memory.")
+    assert api.get("/api/v1/predictions/?status=failed").json()["count"] == small + 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -14,6 +15,7 @@ from django.utils import timezone
 from diagnosis.models import Prediction, Referral, Review
 from diagnosis.services.reviews import review_create
 from diagnosis.views import CASE_PAGE_SCANS
+from tests.dicom_data import dicom_bytes, mr_series
 from tests.factories import (
     CaseFactory,
     ModelVersionFactory,
@@ -66,14 +68,26 @@ def test_the_case_page_uses_the_same_bounded_number_of_queries(
     )
     client.force_login(clinician)
     client.get(f"/cases/{case.pk}/")  # the session and the clinicians group settle on the first request
-    # 27 whatever the case holds: session, user, case, the access log, the page of scans and what hangs
-    # off them, series, model versions, the next result to review, sign-off, reports, referrals and the
-    # timeline's seven history tables (and the clinicians-group check, asked four times).
-    html = page_queries(client, case, django_assert_max_num_queries, 27)
+    # 13 whatever the case holds: session, user (with the clinicians-group check), case (with its count
+    # of scans and whether it has series or reports), the access log, the page of scans, their
+    # predictions, reviews, review grades and levels, the unsettled predictions (sign-off blockers and
+    # the next result to review), model versions, the timeline (one UNION of the history tables) and
+    # referrals.
+    html = page_queries(client, case, django_assert_max_num_queries, 13)
     shown = min(count, CASE_PAGE_SCANS)
     assert html.count('class="scan-card card"') == shown
     assert html.count('data-field="current"') == shown
     assert f"of {count}" in html or count <= CASE_PAGE_SCANS
+
+
+def test_a_series_adds_two_queries_to_the_case_page(client, case, clinician, django_assert_max_num_queries):
+    fill(case, clinician, 5)
+    client.force_login(clinician)
+    files = [SimpleUploadedFile(f"IM{i}.dcm", dicom_bytes(ds)) for i, ds in enumerate(mr_series(5))]
+    client.post(f"/cases/{case.pk}/upload/", {"file": files}, HTTP_ACCEPT="application/json")
+    # The series and its slices; the slices' predictions come with those of the page's scans.
+    html = page_queries(client, case, django_assert_max_num_queries, 15)
+    assert "Series T2 TSE SAG" in html and html.count('class="scan-card card"') == 5
 
 
 def test_query_count_does_not_grow_with_the_predictions(client, clinician):
@@ -117,14 +131,19 @@ def test_superseded_runs_are_folded_away_and_the_current_one_marked(client, case
     assert "invgg-b says Normal; vgg-a says Degenerative disc disease" in html
 
 
-def test_status_json_answers_only_what_changed_since_the_cursor(client, case, clinician):
+def test_status_json_answers_only_what_changed_since_the_cursor(
+    client, case, clinician, django_assert_max_num_queries
+):
     done = PredictionFactory(scan=ScanFactory(case=case), status="done", label="ddd", probability=0.7)
     running = PredictionFactory(scan=ScanFactory(case=case), status="running")
     Prediction.objects.update(queued_at=timezone.now() - timedelta(minutes=10))
     Prediction.objects.filter(pk=done.pk).update(finished_at=timezone.now() - timedelta(minutes=9))
     client.force_login(clinician)
     url = f"/cases/{case.pk}/status.json"
-    everything = client.get(url).json()
+    client.get(url)  # the session settles
+    # Session, user, case, sign-off blockers, predictions, their reviews with reviewers.
+    with django_assert_max_num_queries(6):
+        everything = client.get(url).json()
     assert {row["id"] for row in everything["predictions"]} == {done.pk, running.pk}
     since = client.get(url, {"since": (timezone.now() - timedelta(minutes=1)).isoformat()}).json()
     assert since["predictions"] == [] and since["cursor"]

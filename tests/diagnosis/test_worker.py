@@ -254,7 +254,7 @@ def test_terminated_database_connections_cost_no_request_and_no_task(start_worke
     first = prediction_request(user=case.owner, scan=ScanFactory(case=case))
     wait_for_status(first, FINISHED, worker)
     browser = Client()
-    browser.force_login(case.owner, backend="django.contrib.auth.backends.ModelBackend")
+    browser.force_login(case.owner, backend="diagnosis.backends.ClinicianModelBackend")
     cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
     assert _served_status(f"/api/v1/cases/{case.pk}/", cookie) == 200
 
