@@ -328,6 +328,9 @@ class Prediction(models.Model):
             models.Index(fields=["status", "queued_at"]),
             models.Index(fields=["queued_at", "id"]),
             models.Index(fields=["finished_at"]),
+            # The API's other orderings, each with the id that breaks ties (diagnosis.api.filters).
+            models.Index(fields=["probability", "id"]),
+            models.Index(fields=["status", "id"]),
         ]
 
     def __str__(self) -> str:
