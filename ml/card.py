@@ -26,6 +26,8 @@ TRAINED_MODEL_FILE = "model.keras"  # what training writes for one model
 ARCHITECTURES = ("vgg", "invgg")
 # The image label follows from the levels: DDD when any level is graded 3 or more (the data's definition).
 LABEL_RULE = "ddd when any level's grade is 3 or more"
+# What a grader whose card has no calibration yet is evaluated with (the identity); it is never bundled.
+NOT_CALIBRATED = Calibration(fitted_on="not fitted")
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,7 @@ def trained_pair_card(
             "version": version,
             "architecture": grader.get("architecture"),
             "level_names": grader.get("level_names"),
-            "calibration": grader.get("calibration", Calibration(fitted_on="not fitted").to_dict()),
+            "calibration": grader.get("calibration", NOT_CALIBRATED.to_dict()),
             "localizer": localizer,
             "grader": grader,
             "trained_at": datetime.fromtimestamp(
@@ -223,7 +225,7 @@ def assemble_artifact(
     """One shipped artifact from a trained localiser and grader (``python -m ml.train_levels`` folders):
     their model files copied side by side and one card that holds everything both need."""
     card = trained_pair_card(localizer_dir, grader_dir, name=name, version=version, extra=extra)
-    if "calibration" not in _trained_card(grader_dir, "disc_grader"):
+    if card.calibration == NOT_CALIBRATED:
         raise ArtifactError(
             f"{grader_dir} has no calibration; train it with --calibration-folds or fit it on validation "
             "with `python -m ml.train_levels evaluate --store-calibration`"

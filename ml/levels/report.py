@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -209,10 +210,8 @@ def evaluate_levels(args) -> dict:
         if args.store_calibration:
             card_path = Path(grader_dir) / "model_card.json"
             card = json.loads(card_path.read_text())
-            card["calibration"] = {
-                **calibration.to_dict(),
-                "fitted_on": f"{args.split} split, {len(labels)} images",
-            }
+            fitted_on = f"{args.split} split, {len(labels)} images"
+            card["calibration"] = replace(calibration, fitted_on=fitted_on).to_dict()
             card_path.write_text(json.dumps(card, indent=2) + "\n")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

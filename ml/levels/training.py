@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import keras
@@ -469,8 +469,12 @@ def out_of_fold_grading(
 def _cross_validation_card(above: np.ndarray, train: LevelData, folds: int) -> tuple[Calibration, dict]:
     """Platt calibration fitted on out-of-fold image probabilities, and the out-of-fold figures."""
     flat = above.reshape(-1, above.shape[-1])
-    probability = image_probability(degenerated_probability(flat).reshape(-1, N_LEVELS))
-    calibration = Calibration.fit(probability, train.labels)
+    levels = degenerated_probability(flat).reshape(-1, N_LEVELS)
+    probability = image_probability(levels)
+    calibration = replace(
+        Calibration.fit(probability, train.labels),
+        fitted_on=f"out-of-fold probabilities on the training split, {len(train.images)} images",
+    )
     grades = predicted_grades(flat).reshape(-1, N_LEVELS)
     grading = grading_metrics(train.grades, grades)
     # Each fold's probabilities calibrated by the other folds: the error a held-out set would see.
@@ -484,13 +488,7 @@ def _cross_validation_card(above: np.ndarray, train: LevelData, folds: int) -> t
         "confusion_matrix": grading["confusion_matrix"],
         "image_roc_auc": round(float(roc_auc(train.labels, probability)), 4),
         "image_roc_auc_independent_levels": round(
-            float(
-                roc_auc(
-                    train.labels,
-                    image_probability_independent_levels(degenerated_probability(flat).reshape(-1, N_LEVELS)),
-                )
-            ),
-            4,
+            float(roc_auc(train.labels, image_probability_independent_levels(levels))), 4
         ),
         "image_balanced_accuracy": round(
             balanced_accuracy(train.labels, (grades >= DEGENERATED_FROM).any(axis=1)), 4
@@ -527,10 +525,7 @@ def recalibrate_grader(grader_dir: Path, train: LevelData, *, log: Callable[[str
     card = json.loads(card_path.read_text())
     folds = card["cross_validation"]["folds"]
     calibration, figures = _cross_validation_card(saved["above"], train, folds)
-    card["calibration"] = {
-        **calibration.to_dict(),
-        "fitted_on": f"out-of-fold probabilities on the training split, {len(train.images)} images",
-    }
+    card["calibration"] = calibration.to_dict()
     card["cross_validation"] = figures
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     log(f"out of fold: {figures}; calibration {calibration}")
@@ -559,13 +554,7 @@ def train_grader(
         np.savez(output_dir / "out_of_fold.npz", above=above, labels=train.labels, patients=train.patients)
         calibration, figures = _cross_validation_card(above, train, config.calibration_folds)
         log(f"out of fold: {figures}; calibration {calibration}")
-        extra = {
-            "calibration": {
-                **calibration.to_dict(),
-                "fitted_on": f"out-of-fold probabilities on the training split, {len(train.images)} images",
-            },
-            "cross_validation": figures,
-        }
+        extra = {"calibration": calibration.to_dict(), "cross_validation": figures}
     model, seconds = _grader_fit(arch, train, copies, np.arange(len(train.images)), config, log)
     log(f"{arch} grader: {model.count_params():,} parameters, {3 * len(train.images)} training discs")
     card = {
