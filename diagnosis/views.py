@@ -814,6 +814,17 @@ def case_anchor(prediction: Prediction) -> str:
     return f"{url}{f'?page={page}' if page > 1 else ''}#prediction-{prediction.pk}"
 
 
+def _refused_prediction_form(request: HttpRequest, prediction: Prediction, kind: str, form) -> HttpResponse:
+    """The case page again, on the prediction's page of scans, with the refused form and its errors."""
+    return _render_case(
+        request,
+        prediction.scan.case,
+        bound_forms={(kind, prediction.pk): form},
+        status=400,
+        page_number=case_page_of(prediction.scan),
+    )
+
+
 @require_POST
 @clinician_page
 def prediction_review(request: HttpRequest, pk: int) -> HttpResponse:
@@ -823,13 +834,7 @@ def prediction_review(request: HttpRequest, pk: int) -> HttpResponse:
         what = "Opinion" if review.kind == Review.Kind.SECOND_OPINION else "Review"
         messages.success(request, f"{what} saved: {review.get_decision_display().lower()}.")
         return redirect(case_anchor(prediction))
-    return _render_case(
-        request,
-        prediction.scan.case,
-        bound_forms={("review", prediction.pk): form},
-        status=400,
-        page_number=case_page_of(prediction.scan),
-    )
+    return _refused_prediction_form(request, prediction, "review", form)
 
 
 @require_POST
@@ -840,13 +845,7 @@ def prediction_rerun(request: HttpRequest, pk: int) -> HttpResponse:
     if rerun := form.submit(prediction_request, user=request.user, scan=prediction.scan):
         messages.success(request, "A new prediction is queued.")
         return redirect(case_anchor(rerun))
-    return _render_case(
-        request,
-        prediction.scan.case,
-        bound_forms={("rerun", prediction.pk): form},
-        status=400,
-        page_number=case_page_of(prediction.scan),
-    )
+    return _refused_prediction_form(request, prediction, "rerun", form)
 
 
 @require_POST
@@ -857,13 +856,7 @@ def prediction_not_used(request: HttpRequest, pk: int) -> HttpResponse:
     if form.submit(prediction_mark_not_used, user=request.user, prediction=prediction):
         messages.success(request, "Marked not used: sign-off no longer waits for its review.")
         return redirect(case_anchor(prediction))
-    return _render_case(
-        request,
-        prediction.scan.case,
-        bound_forms={("not-used", prediction.pk): form},
-        status=400,
-        page_number=case_page_of(prediction.scan),
-    )
+    return _refused_prediction_form(request, prediction, "not-used", form)
 
 
 @require_POST
