@@ -1,8 +1,11 @@
 """Involution layer (Li et al., CVPR 2021) in the Keras 3 API.
 
 Unlike a convolution, the kernel is generated per pixel from that pixel's own features and shared across
-the channels of a group. The kernel is applied by accumulating over the K*K offsets with shifted slices of
-the padded input, so no (B, H, W, K*K*C) patch tensor is ever built: memory stays O(B * H * W * C).
+the channels of a group. The kernel is applied to the K*K window around each output pixel, unfolded by a
+depthwise convolution with one fixed one-hot filter per offset: a (B, H', W', K*K*C) patch tensor, K*K
+times the input. On the CPU that is twice as fast to train as accumulating K*K shifted slices (which
+keeps memory at the input's size), and the graders apply it to 64-pixel crops, where the patch tensor is
+a few tens of MB. Training runs it without XLA, which is four times slower on it (``bench/involution.py``).
 
 Padding follows TensorFlow's "SAME" convention for every input size, so the output equals that of
 implementations built on ``extract_patches(..., padding="same")`` (see ``bench/involution.py``).
@@ -11,6 +14,7 @@ implementations built on ``extract_patches(..., padding="same")`` (see ``bench/i
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 
@@ -93,34 +97,28 @@ class Involution(layers.Layer):
 
     def call(self, inputs, training=None):
         k, s, g = self.kernel_size, self.stride, self.groups
-        group_channels = self.channels // g
         # (B, H, W, C) -> (B, H', W', K*K*G), laid out offset-major: tap t of group j is t * G + j
         kernel = self._kernel(inputs, training=training)
-        in_shape, out_shape = ops.shape(inputs), ops.shape(kernel)
-        out_h, out_w = out_shape[1], out_shape[2]
-        # TensorFlow "SAME" padding; the input is padded once by the largest possible amount and each
-        # axis starts at its own offset. Python ints when the size is static, tensors otherwise.
-        start_h = _same_start(in_shape[1], out_h, k, s)
-        start_w = _same_start(in_shape[2], out_w, k, s)
-        before, after = (k - 1) // 2, k - 1 + s
-        # (B, H, W, C) -> (B, H + (K-1)/2 + K - 1 + s, W + (K-1)/2 + K - 1 + s, C)
-        padded = ops.pad(inputs, ((0, 0), (before, after), (before, after), (0, 0)))
+        batch, out_h, out_w = ops.shape(kernel)[0], ops.shape(kernel)[1], ops.shape(kernel)[2]
+        # (B, H, W, C) -> (B, H', W', C*K*K): the pixel under tap t of channel c at c * K*K + t. A depthwise
+        # convolution with a fixed one-hot filter per tap unfolds the window with TensorFlow "SAME" padding.
+        patches = ops.depthwise_conv(inputs, self._unfold_filter(), strides=s, padding="same")
+        # (B, H', W', C*K*K) -> (B, H', W', G, C/G, K*K)
+        patches = ops.reshape(patches, (batch, out_h, out_w, g, self.channels // g, k * k))
+        # (B, H', W', K*K*G) -> (B, H', W', G, 1, K*K)
+        kernel = ops.transpose(ops.reshape(kernel, (batch, out_h, out_w, k * k, g)), (0, 1, 2, 4, 3))
+        kernel = ops.expand_dims(kernel, 4)
+        # (B, H', W', G, C/G, K*K) -> (B, H', W', G, C/G) -> (B, H', W', C)
+        output = ops.sum(patches * kernel, axis=-1)
+        return ops.reshape(output, (batch, out_h, out_w, self.channels))
 
-        output = None
-        for dy in range(k):
-            for dx in range(k):
-                tap = dy * k + dx
-                top, left = start_h + dy, start_w + dx
-                # (B, Hp, Wp, C) -> (B, H', W', C): the input pixels under kernel offset (dy, dx)
-                shifted = padded[
-                    :, top : top + (out_h - 1) * s + 1 : s, left : left + (out_w - 1) * s + 1 : s
-                ]
-                # (B, H', W', G) -> (B, H', W', C): each group's weight repeated over its channels. Kept
-                # 4-D on purpose: a (..., G, C/G) * (..., G, 1) broadcast is 3x slower under XLA on the CPU.
-                weight = ops.repeat(kernel[..., tap * g : (tap + 1) * g], group_channels, axis=-1)
-                term = shifted * weight
-                output = term if output is None else output + term
-        return output
+    def _unfold_filter(self):
+        k, taps = self.kernel_size, self.kernel_size * self.kernel_size
+        # (K, K, C, K*K): output t of every channel copies the pixel at offset (t // K, t % K)
+        one_hot = np.zeros((k, k, self.channels, taps), dtype="float32")
+        for tap in range(taps):
+            one_hot[tap // k, tap % k, :, tap] = 1.0
+        return ops.convert_to_tensor(one_hot, dtype=self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
         def scaled(size):
@@ -141,11 +139,3 @@ class Involution(layers.Layer):
             }
         )
         return config
-
-
-def _same_start(size, out, kernel_size: int, stride: int):
-    """Index of the first tap in an input padded by (K-1)//2: TensorFlow puts the smaller half before."""
-    total = (out - 1) * stride + kernel_size - size
-    if isinstance(total, int):
-        return (kernel_size - 1) // 2 - max(total, 0) // 2
-    return (kernel_size - 1) // 2 - ops.maximum(total, 0) // 2
