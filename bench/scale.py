@@ -16,7 +16,8 @@ view) alone, with each of its filters and with each ordering both ways, and (for
 changelist. A route that does not answer a GET with 200 (one that takes only POST) is left out and named.
 
 Load: gunicorn (3 workers, settings.base) on a free loopback port; `hey` (Debian package) with 16
-connections for --load-seconds on each /api/v1/ list, unfiltered, as the heavy clinician with an API token.
+connections for --load-seconds on each /api/v1/ list, unfiltered, as the heavy clinician with an API token,
+after 64 untimed requests to the same list (each worker's first answer on a route is slower).
 
     .venv/bin/python bench/scale.py [--size S|M|L] [--json]
 
@@ -65,6 +66,7 @@ HEAVY_SHARE = 0.8
 OTHER_CLINICIANS = 4
 BATCH = 5_000
 LOAD_CONNECTIONS = 16
+WARM_UP_REQUESTS = 64
 WEB_WORKERS = 3
 
 
@@ -593,8 +595,12 @@ def load(base_url: str, paths: list[str], token: str, seconds: float) -> dict[st
         raise SystemExit("the load test needs `hey` (apt-get install hey)")
     results = {}
     for path in paths:
-        command = [hey, "-z", f"{seconds}s", "-c", str(LOAD_CONNECTIONS), "-o", "csv"]
-        command += ["-H", f"Authorization: Token {token}", base_url + path]
+        request = ["-H", f"Authorization: Token {token}", base_url + path]
+        # Untimed first: every gunicorn worker's first answer on a route pays for importing and setting up
+        # what the route uses, which would otherwise count against whichever list happens to come first.
+        warm_up = [hey, "-n", str(WARM_UP_REQUESTS), "-c", str(LOAD_CONNECTIONS), *request]
+        subprocess.run(warm_up, capture_output=True, check=True)
+        command = [hey, "-z", f"{seconds}s", "-c", str(LOAD_CONNECTIONS), "-o", "csv", *request]
         output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
         rows = list(csv.DictReader(io.StringIO(output)))
         if not rows:

@@ -359,7 +359,7 @@ class PredictionLevel(models.Model):
     history = HistoricalRecords()
 
     class Meta:
-        ordering = ["prediction", "level"]
+        ordering = ["prediction_id", "level"]  # by the column: "prediction" would join for its ordering
         constraints = [
             models.UniqueConstraint(fields=["prediction", "level"], name="prediction_level_unique"),
             models.CheckConstraint(condition=Q(grade__gte=1, grade__lte=5), name="prediction_level_grade"),
@@ -517,7 +517,7 @@ class ReviewLevel(models.Model):
     history = HistoricalRecords()
 
     class Meta:
-        ordering = ["review", "finding__level"]
+        ordering = ["review_id", "finding__level"]  # by the column: "review" would join for its ordering
         constraints = [
             models.UniqueConstraint(fields=["review", "finding"], name="review_level_unique"),
             models.CheckConstraint(condition=Q(grade__gte=1, grade__lte=5), name="review_level_grade"),

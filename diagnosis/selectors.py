@@ -22,6 +22,7 @@ from django.db.models import (
     Max,
     Model,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -47,6 +48,7 @@ from diagnosis.models import (
     Scan,
     Series,
 )
+from ml.models import ModelVersion
 
 
 def user_is_clinician(user: AbstractBaseUser) -> bool:
@@ -197,6 +199,26 @@ def prediction_list(*, user: AbstractBaseUser) -> QuerySet[Prediction]:
         "scan", "scan__case", "scan__case__patient", "model_version"
     ).prefetch_related("levels")
     return _scoped(queryset, user, "scan__case")
+
+
+def prediction_list_for_api(*, user: AbstractBaseUser) -> QuerySet[Prediction]:
+    """`prediction_list` with what the API's prediction rows show and nothing more, in small queries that
+    PostgreSQL plans in a fraction of a millisecond: the rows joined only to their case for the scope (the
+    scan shows as its id), then the model versions without their figures (kilobytes of JSON per model), the
+    levels, each review with its reviewer and levels, and the exclusion. Joining the model versions and the
+    exclusion into the rows' query instead took the planner longer than all of these together."""
+    model_refs = ModelVersion.objects.only("name", "version", "architecture")
+    return (
+        prediction_list(user=user)
+        .select_related(None)
+        .prefetch_related(
+            Prefetch("model_version", queryset=model_refs),
+            Prefetch("requested_model", queryset=model_refs),
+            Prefetch("reviews", queryset=Review.objects.select_related("reviewer")),
+            Prefetch("reviews__levels", queryset=ReviewLevel.objects.select_related("finding")),
+            Prefetch("exclusion", queryset=PredictionExclusion.objects.select_related("excluded_by")),
+        )
+    )
 
 
 def prediction_get(*, user: AbstractBaseUser, pk: int) -> Prediction:

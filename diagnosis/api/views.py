@@ -47,7 +47,7 @@ from diagnosis.selectors import (
     patient_get,
     patient_list,
     prediction_get,
-    prediction_list,
+    prediction_list_for_api,
     scan_get,
     scan_list,
 )
@@ -456,11 +456,7 @@ class PredictionListApi(ListApi):
 
     @extend_schema(responses={200: PredictionOutputSerializer(many=True), **errors(400, 401)})
     def get(self, request: Request) -> Response:
-        queryset = prediction_list(user=request.user).select_related(
-            "requested_model", "exclusion__excluded_by"
-        )
-        queryset = queryset.prefetch_related("reviews__reviewer", "reviews__levels__finding")
-        return self.list_response(request, queryset)
+        return self.list_response(request, prediction_list_for_api(user=request.user))
 
 
 class PredictionDetailApi(APIView):

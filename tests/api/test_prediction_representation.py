@@ -1,0 +1,89 @@
+"""The prediction serializers write their fields directly for speed; what they write must stay exactly what
+DRF's declared fields give, for every kind of prediction the API shows."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+from rest_framework import serializers
+from rest_framework.test import APIRequestFactory
+
+from diagnosis.api.serializers import PredictionOutputSerializer
+from diagnosis.selectors import prediction_get, prediction_list_for_api
+from diagnosis.services.referrals import referral_create
+from diagnosis.services.reviews import review_create
+from diagnosis.services.signoff import prediction_mark_not_used
+from tests.factories import PredictionFactory, ScanFactory, done_prediction
+
+
+def _generic(serializer: serializers.Serializer, instance) -> dict:
+    """DRF's own ModelSerializer output, field by field, nested serializers included."""
+
+    def walk(field, value):
+        if isinstance(field, serializers.ListSerializer):
+            return [walk(field.child, item) for item in (value.all() if hasattr(value, "all") else value)]
+        if isinstance(field, serializers.Serializer):
+            return {
+                name: (None if attribute is None else walk(sub, attribute))
+                for name, sub in field.fields.items()
+                for attribute in [sub.get_attribute(value)]
+            }
+        return field.to_representation(value)
+
+    out = {}
+    for name, field in serializer.fields.items():
+        attribute = field.get_attribute(instance)
+        if isinstance(field, serializers.SerializerMethodField):
+            out[name] = field.to_representation(attribute)
+        elif attribute is None:
+            out[name] = None
+        else:
+            out[name] = walk(field, attribute)
+    return out
+
+
+@pytest.fixture
+def predictions(clinician, other_clinician, active_model, other_model):
+    reviewed = done_prediction(clinician, model_version=active_model)
+    referral_create(user=clinician, case=reviewed.scan.case, clinician=other_clinician.username)
+    review_create(user=clinician, prediction=reviewed, levels=[{"level": "L4-L5", "grade": 2}], comment="x")
+    review_create(user=clinician, prediction=reviewed, levels=[{"level": "L5-S1", "grade": 4}])
+    review_create(user=other_clinician, prediction=reviewed, decision="agree", comment="agree")
+    not_used = done_prediction(clinician, model_version=other_model)
+    prediction_mark_not_used(user=clinician, prediction=not_used, reason="motion artefact")
+    queued = PredictionFactory(scan=ScanFactory(case=reviewed.scan.case), requested_model=other_model)
+    refused = PredictionFactory(
+        scan=ScanFactory(case=reviewed.scan.case),
+        status="done",
+        label="not_assessable",
+        reason="no lumbar discs found",
+        model_version=active_model,
+        preprocess_ms=3.25,
+        inference_ms=40.5,
+        attempts=2,
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
+    failed = PredictionFactory(scan=ScanFactory(case=reviewed.scan.case), status="failed", error="corrupt PNG")
+    return [reviewed, not_used, queued, refused, failed]
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "Asia/Jakarta"])
+def test_the_direct_representation_equals_drfs_fields_for_lists_and_detail(
+    clinician, predictions, time_zone
+):
+    request = APIRequestFactory().get("/api/v1/predictions/")
+    request.user = clinician
+    listed = {p.pk: p for p in prediction_list_for_api(user=clinician)}
+    assert set(listed) == {p.pk for p in predictions}
+    with timezone.override(time_zone):
+        for prediction in predictions:
+            for instance in (listed[prediction.pk], prediction_get(user=clinician, pk=prediction.pk)):
+                serializer = PredictionOutputSerializer(instance, context={"request": request})
+                direct = serializer.data
+                assert list(direct) == list(serializer.fields)
+                assert direct == _generic(serializer, instance)
+    reviewed = PredictionOutputSerializer(listed[predictions[0].pk], context={"request": request}).data
+    assert [level["changed"] for level in reviewed["review"]["levels"]] == [False, False, True]
+    assert reviewed["review"]["version"] == 2 and len(reviewed["second_opinions"]) == 1
+    assert PredictionOutputSerializer(listed[predictions[1].pk]).data["not_used"]["reason"] == "motion artefact"
