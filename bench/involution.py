@@ -1,15 +1,14 @@
-"""Benchmark ml.involution.Involution against the direct formulation that materialises every KxK patch.
+"""Benchmark ml.involution.Involution against the keras-io formulation of the same layer.
 
 The reference is the keras-io involution example: ``extract_patches`` builds a (B, H, W, K*K*C) tensor,
-multiplied by the per-pixel kernel and summed over the K*K axis. Both share the kernel-generation weights,
-so outputs must agree to float tolerance.
+multiplied by the per-pixel kernel and summed over the K*K axis. Ours unfolds the window with a depthwise
+convolution of one-hot filters instead. Both share the kernel-generation weights, so outputs must agree to
+float tolerance.
 
 Setup: batch 16, 32 channels, 4 groups, K=3, stride 1, float32, on the CPU. Time: forward + backward
-(gradients w.r.t. input and weights) under ``tf.function(jit_compile=True)``, the same XLA compilation
-Keras ``fit`` uses by default (``jit_compile="auto"``, which ``ml.levels.training`` leaves as it is);
-median of --repeats runs after two warm-ups. ``--no-jit`` compares plain graphs: XLA fuses the
-reference's patch extraction into the multiply-and-sum, so the patch tensor is only materialised
-without it.
+(gradients w.r.t. input and weights) in a plain ``tf.function`` graph, as ``ml.levels.training`` trains
+INVGG; median of --repeats runs after two warm-ups. ``--jit`` compiles both with XLA instead (Keras'
+default, ``jit_compile="auto"``, which training keeps for the VGG models).
 Memory: TensorFlow reports no allocator statistics on the CPU, so each variant and size runs in a fresh
 subprocess that builds the layer and input, then runs one compiled forward+backward step and reports
 peak RSS (``VmHWM`` in /proc/self/status) minus RSS before that step, in MB. It includes XLA compilation
@@ -69,7 +68,7 @@ def _layers():
     return ours, reference
 
 
-JIT = "--no-jit" not in sys.argv
+JIT = "--jit" in sys.argv
 
 
 def _step_function(layer):
@@ -141,7 +140,7 @@ def measure_memory(variant: str, size: int) -> float:
 
 def _memory_in_subprocess(variant: str, size: int) -> float:
     completed = subprocess.run(
-        [sys.executable, __file__, "--memory-child", variant, str(size), *([] if JIT else ["--no-jit"])],
+        [sys.executable, __file__, "--memory-child", variant, str(size), *(["--jit"] if JIT else [])],
         capture_output=True,
         text=True,
         check=True,
@@ -157,7 +156,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print one JSON object keyed by size")
     parser.add_argument(
-        "--no-jit", action="store_true", help="plain tf.function graphs instead of XLA (training's default)"
+        "--jit", action="store_true", help="XLA graphs instead of plain ones (INVGG trains without XLA)"
     )
     parser.add_argument("--memory-child", nargs=2, metavar=("VARIANT", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
