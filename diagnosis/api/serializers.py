@@ -108,9 +108,9 @@ class CaseOutputSerializer(serializers.ModelSerializer):
         return CaseReportOutputSerializer(reports, many=True, context=self.context).data
 
 
-# The serializers of a prediction and what it nests run for every row of a prediction list: each writes
-# its fields directly, the values DRF's fields would give (tests compare the two). DRF's per-field dispatch
-# was most of the time serializing a page of predictions took. The fields stay declared for the schema.
+# The serializers of a prediction, a scan and what they nest run for every row of a list: each writes its
+# fields directly, the values DRF's fields would give (tests compare the two). DRF's per-field dispatch was
+# most of the time serializing a page took. The fields stay declared for the schema.
 _DATETIME = serializers.DateTimeField()
 
 
@@ -167,6 +167,15 @@ class PredictionSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = ["id", "status", "label", "reason", "probability"]
+
+    def to_representation(self, prediction: Prediction) -> dict:
+        return {
+            "id": prediction.pk,
+            "status": prediction.status,
+            "label": prediction.label,
+            "reason": prediction.reason,
+            "probability": prediction.probability,
+        }
 
 
 class ReviewLevelOutputSerializer(serializers.ModelSerializer):
@@ -388,6 +397,30 @@ class ScanOutputSerializer(serializers.ModelSerializer):
             "predictions",
         ]
 
+    def to_representation(self, scan: Scan) -> dict:
+        return {
+            "id": scan.pk,
+            "case": scan.case_id,
+            "original_name": scan.original_name,
+            "format": scan.format,
+            "width": scan.width,
+            "height": scan.height,
+            "sha256": scan.sha256,
+            "uploaded_by": scan.uploaded_by.get_username(),
+            "uploaded_at": _datetime(scan.uploaded_at),
+            "modality": scan.modality,
+            "series_description": scan.series_description,
+            "pixel_spacing": scan.pixel_spacing,
+            "note": scan.note,
+            "series": scan.series_id,
+            "file_url": self.get_file_url(scan),
+            "predictions": [self._summary.to_representation(p) for p in scan.predictions.all()],
+        }
+
+    @cached_property
+    def _summary(self) -> PredictionSummarySerializer:
+        return PredictionSummarySerializer()
+
     def get_file_url(self, scan: Scan) -> str:
         path = reverse("api:scan-file", args=[scan.pk])
         request = self.context.get("request")
@@ -399,6 +432,11 @@ class ScanUploadOutputSerializer(ScanOutputSerializer):
 
     class Meta(ScanOutputSerializer.Meta):
         fields = [*ScanOutputSerializer.Meta.fields, "prediction"]
+
+    def to_representation(self, scan: Scan) -> dict:
+        prediction = scan.prediction  # set by the upload view: the prediction the upload queued, if any
+        status = None if prediction is None else PredictionStatusSerializer(prediction).data
+        return {**super().to_representation(scan), "prediction": status}
 
 
 class ReferralOutputSerializer(serializers.ModelSerializer):

@@ -1,5 +1,5 @@
-"""The prediction serializers write their fields directly for speed; what they write must stay exactly what
-DRF's declared fields give, for every kind of prediction the API shows."""
+"""The prediction and scan serializers write their fields directly for speed; what they write must stay
+exactly what DRF's declared fields give, for every kind of prediction the API shows."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.test import APIRequestFactory
 
-from diagnosis.api.serializers import PredictionOutputSerializer
-from diagnosis.selectors import prediction_get, prediction_list_for_api
+from diagnosis.api.serializers import (
+    PredictionOutputSerializer,
+    ScanOutputSerializer,
+    ScanUploadOutputSerializer,
+)
+from diagnosis.selectors import prediction_get, prediction_list_for_api, scan_list
 from diagnosis.services.referrals import referral_create
 from diagnosis.services.reviews import review_create
 from diagnosis.services.signoff import prediction_mark_not_used
@@ -64,14 +68,14 @@ def predictions(clinician, other_clinician, active_model, other_model):
         started_at=timezone.now(),
         finished_at=timezone.now(),
     )
-    failed = PredictionFactory(scan=ScanFactory(case=reviewed.scan.case), status="failed", error="corrupt PNG")
+    failed = PredictionFactory(
+        scan=ScanFactory(case=reviewed.scan.case), status="failed", error="corrupt PNG"
+    )
     return [reviewed, not_used, queued, refused, failed]
 
 
 @pytest.mark.parametrize("time_zone", ["UTC", "Asia/Jakarta"])
-def test_the_direct_representation_equals_drfs_fields_for_lists_and_detail(
-    clinician, predictions, time_zone
-):
+def test_the_direct_representation_equals_drfs_fields_for_lists_and_detail(clinician, predictions, time_zone):
     request = APIRequestFactory().get("/api/v1/predictions/")
     request.user = clinician
     listed = {p.pk: p for p in prediction_list_for_api(user=clinician)}
@@ -86,4 +90,29 @@ def test_the_direct_representation_equals_drfs_fields_for_lists_and_detail(
     reviewed = PredictionOutputSerializer(listed[predictions[0].pk], context={"request": request}).data
     assert [level["changed"] for level in reviewed["review"]["levels"]] == [False, False, True]
     assert reviewed["review"]["version"] == 2 and len(reviewed["second_opinions"]) == 1
-    assert PredictionOutputSerializer(listed[predictions[1].pk]).data["not_used"]["reason"] == "motion artefact"
+    assert (
+        PredictionOutputSerializer(listed[predictions[1].pk]).data["not_used"]["reason"] == "motion artefact"
+    )
+
+
+def test_the_direct_scan_representation_equals_drfs_fields(clinician, predictions):
+    request = APIRequestFactory().get("/api/v1/cases/1/scans/")
+    request.user = clinician
+    case = predictions[0].scan.case
+    scans = list(
+        scan_list(user=clinician)
+        .filter(case=case)
+        .select_related("uploaded_by")
+        .prefetch_related("predictions")
+    )
+    scans[0].pixel_spacing, scans[0].note, scans[0].series_description = [0.5, 0.6], "motion", "T2 SAG"
+    assert len(scans) == 4
+    with timezone.override("America/New_York"):
+        for scan in scans:
+            serializer = ScanOutputSerializer(scan, context={"request": request})
+            assert list(serializer.data) == list(serializer.fields)
+            assert serializer.data == _generic(serializer, scan)
+            scan.prediction = scan.predictions.first()
+            upload = ScanUploadOutputSerializer(scan, context={"request": request})
+            assert upload.data == _generic(upload, scan)
+            assert upload.data["prediction"] == {"id": scan.prediction.pk, "status": scan.prediction.status}
