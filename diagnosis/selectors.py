@@ -568,11 +568,12 @@ def prediction_filter_awaiting_review(*, queryset: QuerySet[Prediction]) -> Quer
     )
 
 
-def prediction_counts(*, queryset: QuerySet[Prediction]) -> dict[str, int]:
-    """The worklist's counts of `queryset`, in one pass over it: awaiting review (as
-    prediction_filter_awaiting_review), in progress, and failed."""
+def prediction_counts(*, cases: QuerySet[Case]) -> dict[str, int]:
+    """The worklist's counts of the predictions of `cases` (already scoped to the user), in one pass over
+    them: awaiting review (as prediction_filter_awaiting_review), in progress, and failed. The predictions
+    are not scoped again: that would join their cases a second time, a tenth of this query at 20,000."""
     awaiting = Q(status=Prediction.Status.DONE) & ~_not_used(OuterRef("pk")) & ~_reviewed(OuterRef("pk"))
-    return queryset.order_by().aggregate(
+    return Prediction.objects.filter(scan__case__in=cases).aggregate(
         awaiting_review=Count("pk", filter=awaiting),
         in_progress=Count("pk", filter=Q(status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING])),
         failed=Count("pk", filter=Q(status=Prediction.Status.FAILED)),

@@ -215,7 +215,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     predictions = prediction_list(user=request.user).filter(scan__case__in=open_cases)
     waiting = prediction_filter_awaiting_review(queryset=predictions).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
-    counts = {"open_cases": open_cases.count(), **prediction_counts(queryset=predictions)}
+    counts = {"open_cases": open_cases.count(), **prediction_counts(cases=open_cases)}
     cases = _worklist_cases(request)
     context = {
         "cases": Paginator(cases.qs if cases.is_valid() else cases.queryset.none(), 25).get_page(

@@ -7,7 +7,10 @@ from tests.factories import CaseFactory, PredictionFactory, ScanFactory
 def test_worklist_shows_my_open_cases_waiting_reviews_failures_and_counts(client, clinician):
     case = CaseFactory(owner=clinician, patient__identifier="P-OPEN")
     CaseFactory(owner=clinician, status="signed_off", patient__identifier="P-SIGNED")
-    CaseFactory(patient__identifier="P-OTHERS")
+    others = CaseFactory(patient__identifier="P-OTHERS")
+    for status in ("done", "failed", "queued"):  # another clinician's: in none of the counts
+        scan = ScanFactory(case=others)
+        PredictionFactory(scan=scan, status=status, label="ddd", probability=0.7, error="x")
     waiting = PredictionFactory(
         scan=ScanFactory(case=case, original_name="waiting.png"), status="done", label="ddd", probability=0.8
     )
