@@ -3,9 +3,10 @@
 Unlike a convolution, the kernel is generated per pixel from that pixel's own features and shared across
 the channels of a group. The kernel is applied to the K*K window around each output pixel, unfolded by a
 depthwise convolution with one fixed one-hot filter per offset: a (B, H', W', K*K*C) patch tensor, K*K
-times the input. On the CPU that is twice as fast to train as accumulating K*K shifted slices (which
-keeps memory at the input's size), and the graders apply it to 64-pixel crops, where the patch tensor is
-a few tens of MB. Training runs it without XLA, which is four times slower on it (``bench/involution.py``).
+times the input. On this CPU a grader training step without XLA takes about half the time of accumulating
+K*K shifted slices at 16 crops per batch, and about 10% less at the 48 crops the graders train on (medians
+of runs that vary up to twofold on this shared machine); accumulating slices keeps memory at the input's
+size, but the graders apply the layer to 64-pixel crops, where the patch tensor is a few tens of MB.
 
 Padding follows TensorFlow's "SAME" convention for every input size, so the output equals that of
 implementations built on ``extract_patches(..., padding="same")`` (see ``bench/involution.py``).
