@@ -92,6 +92,15 @@ def _cases_seen_by(user: AbstractBaseUser) -> QuerySet[Case]:
     return Case.objects.filter(Q(owner=user) | Q(pk__in=_referred_cases(user)))
 
 
+def _exists_row_by_row(queryset: QuerySet) -> Exists:
+    """EXISTS, evaluated for each row through the subquery's indexes. Under an OR (which PostgreSQL cannot
+    turn into a semi-join) a plain EXISTS is planned as a hashed subplan: the whole subquery runs to build
+    the hash, so listing 25 patients scanned every case of the hospital (6 ms at 20,000 cases, against
+    0.4 ms row by row). An OFFSET keeps PostgreSQL from rewriting the subquery that way; SQLite takes it as
+    it is. The subquery ends in Django's LIMIT 1."""
+    return Exists(queryset, template="EXISTS(%(subquery)s OFFSET 0)")
+
+
 def patient_list(*, user: AbstractBaseUser, search: str = "") -> QuerySet[Patient]:
     """A clinician's patients: registered by them, or with a case they own or were referred. An EXISTS per
     patient rather than a join to their cases, which would repeat the patient and need DISTINCT."""
@@ -100,7 +109,7 @@ def patient_list(*, user: AbstractBaseUser, search: str = "") -> QuerySet[Patien
         if not user_is_clinician(user):
             return queryset.none()
         queryset = queryset.filter(
-            Q(created_by=user) | Exists(_cases_seen_by(user).filter(patient=OuterRef("pk")))
+            Q(created_by=user) | _exists_row_by_row(_cases_seen_by(user).filter(patient=OuterRef("pk")))
         )
     return patient_search(queryset=queryset, search=search) if search else queryset
 
@@ -188,6 +197,17 @@ def case_page_get(*, user: AbstractBaseUser, pk: int) -> Case:
 
 def scan_list(*, user: AbstractBaseUser) -> QuerySet[Scan]:
     return _scoped(Scan.objects.select_related("case", "case__patient"), user, "case")
+
+
+def case_scan_list(*, case: Case) -> QuerySet[Scan]:
+    """A case's scans with their uploader and prediction summaries. `case` comes from case_get, so the user
+    already sees it: the scans are not scoped through their case again (a join and an OR per request)."""
+    summaries = Prediction.objects.only("scan_id", "status", "label", "reason", "probability", "queued_at")
+    return (
+        Scan.objects.filter(case=case)
+        .select_related("uploaded_by")
+        .prefetch_related(Prefetch("predictions", queryset=summaries))
+    )
 
 
 def scan_get(*, user: AbstractBaseUser, pk: int) -> Scan:
