@@ -3,8 +3,10 @@ signed_off, patient_identifier and ordering by patient; staff list every case; a
 
 from __future__ import annotations
 
+from django import forms
 from rest_framework.test import APIClient
 
+from diagnosis.api.views import ListApi
 from diagnosis.models import Referral, Review
 from tests.api.conftest import assert_error
 from tests.factories import CaseFactory, PredictionFactory, ScanFactory
@@ -60,3 +62,19 @@ def test_staff_list_every_case_and_others_get_404_for_a_case_not_theirs(api, sta
     assert set(ids(admin.get("/api/v1/cases/", {"needs_my_review": "false"}))) == {mine.pk, theirs.pk}
     assert ids(api.get("/api/v1/cases/")) == [mine.pk]
     assert_error(api.get(f"/api/v1/cases/{theirs.pk}/"), 404)
+
+
+def test_every_list_filter_reads_the_query_parameter_of_its_name():
+    """ListApi skips the filters when no query parameter names one of them; that holds only while each
+    filter reads a single parameter of its own name (a range widget would read name_min and name_max)."""
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    filtersets = {view.filterset_class for view in subclasses(ListApi)}
+    assert len(filtersets) >= 6
+    for filterset in filtersets:
+        for name, list_filter in filterset.base_filters.items():
+            assert not isinstance(list_filter.field.widget, forms.MultiWidget), (filterset, name)
