@@ -1,7 +1,9 @@
-"""The prediction and scan serializers write their fields directly for speed; what they write must stay
-exactly what DRF's declared fields give, for every kind of prediction the API shows."""
+"""The patient, case, prediction and scan serializers write their fields directly for speed; what they
+write must stay exactly what DRF's declared fields give, for every kind of record the API shows."""
 
 from __future__ import annotations
+
+import datetime
 
 import pytest
 from django.utils import timezone
@@ -9,15 +11,18 @@ from rest_framework import serializers
 from rest_framework.test import APIRequestFactory
 
 from diagnosis.api.serializers import (
+    CaseOutputSerializer,
+    PatientOutputSerializer,
     PredictionOutputSerializer,
     ScanOutputSerializer,
     ScanUploadOutputSerializer,
 )
-from diagnosis.selectors import prediction_get, prediction_list_for_api, scan_list
+from diagnosis.api.views import CASE_REPORTS
+from diagnosis.selectors import case_list, patient_list, prediction_get, prediction_list_for_api, scan_list
 from diagnosis.services.referrals import referral_create
 from diagnosis.services.reviews import review_create
-from diagnosis.services.signoff import prediction_mark_not_used
-from tests.factories import PredictionFactory, ScanFactory, done_prediction
+from diagnosis.services.signoff import case_reopen, case_sign_off, prediction_mark_not_used
+from tests.factories import CaseFactory, PredictionFactory, ScanFactory, done_prediction
 
 
 def _generic(serializer: serializers.Serializer, instance) -> dict:
@@ -116,3 +121,36 @@ def test_the_direct_scan_representation_equals_drfs_fields(clinician, prediction
             upload = ScanUploadOutputSerializer(scan, context={"request": request})
             assert upload.data == _generic(upload, scan)
             assert upload.data["prediction"] == {"id": scan.prediction.pk, "status": scan.prediction.status}
+
+
+def test_the_direct_patient_and_case_representations_equal_drfs_fields(clinician, predictions):
+    """A case signed off twice (the first report reopened), one open, patients with and without a birth
+    date."""
+    request = APIRequestFactory().get("/api/v1/cases/")
+    request.user = clinician
+    signed = predictions[0].scan.case
+    for prediction in predictions[1:]:
+        if prediction.status != "done" or prediction.label == "not_assessable":
+            prediction_mark_not_used(user=clinician, prediction=prediction, reason="not needed")
+        elif not hasattr(prediction, "exclusion"):
+            review_create(user=clinician, prediction=prediction, decision="agree")
+    case_sign_off(user=clinician, case=signed, conclusion="Degeneration at L4-L5.")
+    case_reopen(user=clinician, case=signed, reason="Late history.")
+    case_sign_off(user=clinician, case=signed, conclusion="Degeneration at L4-L5 and L5-S1.")
+    open_case = CaseFactory(owner=clinician, clinical_question="Back pain?", notes="Referred by GP.")
+    open_case.patient.birth_date, open_case.patient.name = datetime.date(1961, 3, 9), "Ayu Lestari"
+    open_case.patient.save()
+    cases = {case.pk: case for case in case_list(user=clinician).prefetch_related(*CASE_REPORTS)}
+    assert {signed.pk, open_case.pk} <= set(cases)
+    with timezone.override("Asia/Jakarta"):
+        for case in cases.values():
+            serializer = CaseOutputSerializer(case, context={"request": request})
+            assert list(serializer.data) == list(serializer.fields)
+            assert serializer.data == _generic(serializer, case)
+        for patient in patient_list(user=clinician):
+            serializer = PatientOutputSerializer(patient)
+            assert serializer.data == _generic(serializer, patient)
+    signed_data = CaseOutputSerializer(cases[signed.pk], context={"request": request}).data
+    assert [report["version"] for report in signed_data["reports"]] == [2, 1]
+    assert signed_data["reports"][1]["reopened_by"] == clinician.username
+    assert signed_data["signed_off"]["version"] == 2
