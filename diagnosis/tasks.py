@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import connections
 from kombu.exceptions import OperationalError as BrokerError
 
+from diagnosis.services.accounts import token_purge_expired
 from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS
 from diagnosis.services.predictions import (
     prediction_abandon,
@@ -47,6 +48,11 @@ def sweep_stale_predictions() -> None:
 @shared_task(soft_time_limit=50, time_limit=60)
 def dispatch_predictions() -> None:
     prediction_dispatch_owed()
+
+
+@shared_task(autoretry_for=TRANSIENT_DATABASE_ERRORS, max_retries=3, soft_time_limit=50, time_limit=60)
+def purge_expired_tokens() -> None:
+    token_purge_expired()
 
 
 @worker_ready.connect

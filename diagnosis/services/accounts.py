@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +15,8 @@ from knox.models import AuthToken
 
 from diagnosis.errors import ApplicationError
 from diagnosis.models import CLINICIANS_GROUP
+
+logger = logging.getLogger(__name__)
 
 
 @transaction.atomic
@@ -61,6 +64,15 @@ def token_revoke(*, token: AuthToken) -> None:
 
 def token_revoke_all(*, user: AbstractBaseUser) -> int:
     deleted, _ = AuthToken.objects.filter(user=user).delete()
+    return deleted
+
+
+def token_purge_expired() -> int:
+    """Delete every expired API token (run hourly by the worker's beat); the tokens are useless already,
+    since authentication refuses an expired one, but they would otherwise stay stored for ever."""
+    deleted, _ = AuthToken.objects.filter(expiry__lt=timezone.now()).delete()
+    if deleted:
+        logger.info("Deleted %d expired API tokens", deleted)
     return deleted
 
 

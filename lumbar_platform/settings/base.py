@@ -235,6 +235,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "diagnosis.tasks.sweep_stale_predictions",
         "schedule": env.int("LUMBAR_SWEEP_INTERVAL_SECONDS", default=60),
     },
+    # API authentication checks only the presented token's expiry (diagnosis.api.authentication).
+    "purge-expired-tokens": {"task": "diagnosis.tasks.purge_expired_tokens", "schedule": 3600},
 }
 
 REST_FRAMEWORK = {

@@ -6,9 +6,11 @@ from axes.models import AccessAttempt
 from django.db.models import F
 from django.utils import timezone
 from knox.models import AuthToken
+from knox.settings import CONSTANTS
 from rest_framework.test import APIClient
 
-from diagnosis.services.accounts import token_create
+from diagnosis.services.accounts import token_create, token_purge_expired
+from diagnosis.tasks import purge_expired_tokens
 from tests.api.conftest import assert_error
 from tests.factories import ClinicianFactory
 
@@ -25,6 +27,10 @@ def token_client(token: str) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
+
+
+def key(token: str) -> str:
+    return token[: CONSTANTS.TOKEN_KEY_LENGTH]
 
 
 def can_list_patients(token: str) -> bool:
@@ -56,6 +62,26 @@ def test_expired_token_is_401_in_the_error_shape(clinician):
     AuthToken.objects.filter(user=clinician).update(expiry=timezone.now() - timedelta(seconds=1))
     assert_error(token_client(issued.token).get("/api/v1/patients/"), 401)
     assert not AuthToken.objects.filter(user=clinician).exists()
+
+
+def test_a_request_reads_only_its_own_token_and_the_beat_purges_every_expired_one(
+    clinician, other_clinician, django_assert_num_queries
+):
+    live = token_create(user=clinician)
+    token_create(user=clinician)
+    token_create(user=other_clinician)
+    AuthToken.objects.exclude(token_key=key(live.token)).update(expiry=timezone.now() - timedelta(seconds=1))
+    kept = token_create(user=other_clinician)
+    client = token_client(live.token)
+    client.get("/api/v1/models/")  # the request's group check and the like, once
+    # The token with its user, the count and the page: the user's other tokens are not read.
+    with django_assert_num_queries(3):
+        assert client.get("/api/v1/models/").status_code == 200
+    assert AuthToken.objects.count() == 4
+    assert purge_expired_tokens.apply().successful()
+    assert set(AuthToken.objects.values_list("token_key", flat=True)) == {key(live.token), key(kept.token)}
+    assert can_list_patients(live.token) and can_list_patients(kept.token)
+    assert token_purge_expired() == 0
 
 
 def test_tokens_are_stored_hashed(clinician):
