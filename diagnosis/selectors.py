@@ -177,6 +177,12 @@ def case_get(*, user: AbstractBaseUser, pk: int) -> Case:
     return _get(case_list(user=user), pk, "Case")
 
 
+def case_get_bare(*, user: AbstractBaseUser, pk: int) -> Case:
+    """case_get without the patient's and owner's rows, for what needs only the case itself (its scans,
+    its series, an access record): joining them cost PostgreSQL more to plan than the lookup."""
+    return _get(_scoped(Case.objects.all(), user, ""), pk, "Case")
+
+
 def case_page_get(*, user: AbstractBaseUser, pk: int) -> Case:
     """The case as its page reads it: with the number of its scans outside any series (the page's
     paginator count) and whether it has series and signed reports, so the page asks for them only when

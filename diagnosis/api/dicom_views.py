@@ -22,6 +22,7 @@ from diagnosis.api.views import BINARY, ErrorSerializer, IgnoreAccept, ListApi, 
 from diagnosis.errors import NotFound
 from diagnosis.selectors import (
     case_get,
+    case_get_bare,
     incoming_get,
     incoming_list,
     prediction_get,
@@ -63,7 +64,7 @@ class CaseSeriesListApi(ListApi):
 
     @extend_schema(responses={200: SeriesOutputSerializer(many=True), **errors(400, 401, 404)})
     def get(self, request: Request, pk: int) -> Response:
-        case = case_get(user=request.user, pk=pk)
+        case = case_get_bare(user=request.user, pk=pk)
         return self.list_response(request, series_list(user=request.user).filter(case=case))
 
     @extend_schema(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 
 from django.urls import reverse
@@ -44,6 +45,19 @@ def _date(value) -> str | None:
 
 def _username(user) -> str | None:
     return None if user is None else user.get_username()
+
+
+def _route_for_ids(name: str) -> Callable[[int], str]:
+    """`reverse(name, args=[pk])` for the many ids of a page: the route is reversed once, with a placeholder
+    id that each call replaces. Django's reverse took about 60 microseconds a call, 1.5 ms of a page of 25."""
+    placeholder = str(_ROUTE_PLACEHOLDER_ID)
+    head, found, tail = reverse(name, args=[_ROUTE_PLACEHOLDER_ID]).rpartition(placeholder)
+    if not found:
+        raise ValueError(f"route {name} does not show its id in the path")
+    return lambda pk: f"{head}{int(pk)}{tail}"
+
+
+_ROUTE_PLACEHOLDER_ID = 987_654_321_987
 
 
 def _model_ref(version: ModelVersion | None) -> dict | None:
@@ -389,7 +403,11 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     def get_heatmap_url(self, prediction: Prediction) -> str | None:
         if not prediction.heatmap:
             return None
-        return self._absolute(reverse("api:prediction-heatmap", args=[prediction.pk]))
+        return self._absolute(self._heatmap_route(prediction.pk))
+
+    @cached_property
+    def _heatmap_route(self) -> Callable[[int], str]:
+        return _route_for_ids("api:prediction-heatmap")
 
     # One nested serializer for every row of a list: building a ModelSerializer's fields per row cost
     # about a third of a page of predictions.
@@ -475,9 +493,13 @@ class ScanOutputSerializer(serializers.ModelSerializer):
         return PredictionSummarySerializer()
 
     def get_file_url(self, scan: Scan) -> str:
-        path = reverse("api:scan-file", args=[scan.pk])
+        path = self._file_route(scan.pk)
         request = self.context.get("request")
         return request.build_absolute_uri(path) if request else path
+
+    @cached_property
+    def _file_route(self) -> Callable[[int], str]:
+        return _route_for_ids("api:scan-file")
 
 
 class ScanUploadOutputSerializer(ScanOutputSerializer):

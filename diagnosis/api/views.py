@@ -42,6 +42,7 @@ from diagnosis.errors import ApplicationError, NotFound
 from diagnosis.models import AccessEvent, Case, Patient, Prediction, Review
 from diagnosis.selectors import (
     case_get,
+    case_get_bare,
     case_list,
     case_report_get,
     case_scan_list,
@@ -394,7 +395,7 @@ class CaseScanListApi(ListApi):
 
     @extend_schema(responses={200: ScanOutputSerializer(many=True), **errors(400, 401, 404)})
     def get(self, request: Request, pk: int) -> Response:
-        case = case_get(user=request.user, pk=pk)
+        case = case_get_bare(user=request.user, pk=pk)
         access_record(user=request.user, obj=case, action=AccessEvent.Action.VIEW_CASE)
         return self.list_response(request, case_scan_list(case=case))
 

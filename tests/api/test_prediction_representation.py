@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.test import APIRequestFactory
@@ -92,9 +93,12 @@ def test_the_direct_representation_equals_drfs_fields_for_lists_and_detail(clini
                 direct = serializer.data
                 assert list(direct) == list(serializer.fields)
                 assert direct == _generic(serializer, instance)
+                heatmap = reverse("api:prediction-heatmap", args=[prediction.pk])
+                assert direct["heatmap_url"] in (None, request.build_absolute_uri(heatmap))
     reviewed = PredictionOutputSerializer(listed[predictions[0].pk], context={"request": request}).data
     assert [level["changed"] for level in reviewed["review"]["levels"]] == [False, False, True]
     assert reviewed["review"]["version"] == 2 and len(reviewed["second_opinions"]) == 1
+    assert reviewed["heatmap_url"] == f"http://testserver/api/v1/predictions/{predictions[0].pk}/heatmap"
     assert (
         PredictionOutputSerializer(listed[predictions[1].pk]).data["not_used"]["reason"] == "motion artefact"
     )
@@ -117,6 +121,8 @@ def test_the_direct_scan_representation_equals_drfs_fields(clinician, prediction
             serializer = ScanOutputSerializer(scan, context={"request": request})
             assert list(serializer.data) == list(serializer.fields)
             assert serializer.data == _generic(serializer, scan)
+            file_path = reverse("api:scan-file", args=[scan.pk])
+            assert serializer.data["file_url"] == request.build_absolute_uri(file_path)
             scan.prediction = scan.predictions.first()
             upload = ScanUploadOutputSerializer(scan, context={"request": request})
             assert upload.data == _generic(upload, scan)
