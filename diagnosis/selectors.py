@@ -607,9 +607,11 @@ def prediction_counts(*, cases: QuerySet[Case]) -> dict[str, int]:
 
 
 def case_current_predictions(*, case: Case) -> QuerySet[Prediction]:
-    """The latest prediction of each scan of the case: a re-run supersedes the ones before it."""
+    """The latest prediction of each scan of the case: a re-run supersedes the ones before it. A series
+    counts by its chosen slice: choosing another slice supersedes the first one's prediction too."""
     latest = Prediction.objects.filter(scan=OuterRef("scan")).order_by("-queued_at", "-pk").values("pk")[:1]
-    return Prediction.objects.filter(scan__case=case, pk=Subquery(latest))
+    counted = Q(scan__series__isnull=True) | Q(scan__series__chosen_scan=F("scan"))
+    return Prediction.objects.filter(counted, scan__case=case, pk=Subquery(latest))
 
 
 def case_predictions_changed_since(

@@ -22,6 +22,7 @@ from diagnosis.errors import ApplicationError
 from diagnosis.imaging import DicomInfo
 from diagnosis.models import Case, Patient, Prediction, Scan, Series
 from diagnosis.services.access import ensure_can_change_case
+from diagnosis.services.cases import case_lock_open, case_refresh_status
 from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS, once_more_on_a_fresh_connection
 from diagnosis.services.predictions import prediction_create, prediction_record_not_assessable
 from diagnosis.services.scans import (
@@ -375,8 +376,11 @@ def series_choose_slice(*, user: AbstractBaseUser, series: Series, scan: Scan) -
     if not series.assessable:
         raise ApplicationError(series.not_assessable_reason, {"scan": [series.not_assessable_reason]})
     with transaction.atomic():
+        case_lock_open(case_id=series.case_id)
         Series.objects.filter(pk=series.pk).update(chosen_scan=scan, chosen_by=user)
         prediction = prediction_create(scan=scan)
+        # The slice chosen before no longer counts: its finished prediction waits for no review now.
+        case_refresh_status(case_id=series.case_id)
     series.chosen_scan, series.chosen_by = scan, user
     return prediction
 

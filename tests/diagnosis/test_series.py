@@ -14,6 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from diagnosis.errors import ApplicationError
 from diagnosis.models import Prediction, Scan, Series
+from diagnosis.selectors import case_current_predictions, case_sign_off_blockers
+from diagnosis.services.cases import case_refresh_status
 from diagnosis.services.scans import scan_upload
 from diagnosis.services.series import series_choose_slice, series_upload
 from tests.dicom_data import dicom_bytes, mr_series
@@ -192,6 +194,34 @@ def test_clinician_picks_another_slice_and_the_prediction_runs_on_it(case):
     _upload(case, _files(mr_series(1, series_uid=series.series_uid, study_uid=series.study_uid)))
     series.refresh_from_db()
     assert series.chosen_scan == other and Prediction.objects.filter(scan__case=case).count() == 2
+
+
+def test_a_slice_chosen_instead_supersedes_the_first_slices_finished_prediction(case):
+    """The first slice's result no longer waits for review or keeps the case from its sign-off; a scan
+    outside any series still counts by its latest prediction."""
+    _upload(case, _files(mr_series(5)))
+    loose = scan_upload(user=case.owner, case=case, uploaded_file=SimpleUploadedFile("a.png", png_bytes()))
+    series = Series.objects.get(case=case)
+    first = Prediction.objects.get(scan=series.chosen_scan)
+    Prediction.objects.filter(pk__in=[first.pk, loose.prediction.pk]).update(
+        status="done", label="ddd", probability=0.8
+    )
+    case_refresh_status(case_id=case.pk)
+    case.refresh_from_db()
+    assert case.status == "awaiting_review"
+    assert set(case_current_predictions(case=case)) == {first, loose.prediction}
+
+    chosen = series_choose_slice(user=case.owner, series=series, scan=series.slices.get(slice_index=0))
+
+    assert set(case_current_predictions(case=case)) == {chosen, loose.prediction}
+    assert case_sign_off_blockers(case=case) == [
+        "1 prediction not reviewed: review or mark not used.",
+        "1 prediction still running: wait for the result or mark not used.",
+    ]
+    Prediction.objects.filter(pk=loose.prediction.pk).update(status="failed", error="x")
+    case_refresh_status(case_id=case.pk)
+    case.refresh_from_db()
+    assert case.status == "open"  # the first slice's finished result no longer awaits review
 
 
 def test_slice_of_another_series_cannot_be_picked(case):
