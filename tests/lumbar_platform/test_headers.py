@@ -158,3 +158,12 @@ def test_templates_carry_no_inline_script_style_or_event_handler():
         )
     ]
     assert offenders == []
+
+
+def test_pages_name_their_icon_and_favicon_ico_leads_to_it(client, logged_in):
+    login_page = client.get("/accounts/login/").content.decode()
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in login_page
+    assert 'rel="icon"' in logged_in.get("/").content.decode()
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response["Location"] == "/static/favicon.svg"
+    assert (REPO_ROOT / "static" / "favicon.svg").read_text().startswith("<svg")
