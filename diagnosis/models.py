@@ -299,6 +299,12 @@ class Prediction(models.Model):
     claimed_pid = models.PositiveIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    superseded_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a newer prediction of the same scan, or of the slice chosen instead in its series, "
+        "replaced it; empty while it is the scan's current one.",
+    )
     history = HistoricalRecords()
 
     class Meta:

@@ -212,7 +212,9 @@ def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
 @clinician_page
 def worklist(request: HttpRequest) -> HttpResponse:
     open_cases = case_list_owned(user=request.user).exclude(status=Case.Status.SIGNED_OFF)
-    predictions = prediction_list(user=request.user).filter(scan__case__in=open_cases)
+    predictions = prediction_list(user=request.user).filter(
+        scan__case__in=open_cases, superseded_at__isnull=True
+    )
     waiting = prediction_filter_awaiting_review(queryset=predictions).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
     counts = {"open_cases": open_cases.count(), **prediction_counts(cases=open_cases)}

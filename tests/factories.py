@@ -10,6 +10,7 @@ from django.core.files.base import ContentFile
 from PIL import Image
 
 from diagnosis.models import CLINICIANS_GROUP, Case, Patient, Prediction, PredictionLevel, Scan
+from diagnosis.services.predictions import prediction_supersede
 from ml.models import ModelVersion
 
 
@@ -75,10 +76,17 @@ class ScanFactory(factory.django.DjangoModelFactory):
 
 
 class PredictionFactory(factory.django.DjangoModelFactory):
+    """A prediction made as prediction_create makes one: it supersedes the scan's earlier predictions."""
+
     class Meta:
         model = Prediction
 
     scan = factory.SubFactory(ScanFactory)
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        prediction_supersede(predictions=Prediction.objects.filter(scan=kwargs["scan"]))
+        return super()._create(model_class, *args, **kwargs)
 
 
 class ModelVersionFactory(factory.django.DjangoModelFactory):

@@ -51,8 +51,16 @@ def _queue(prediction_id: int) -> None:
     transaction.on_commit(lambda: _dispatch(prediction_id), robust=True)
 
 
+def prediction_supersede(*, predictions: QuerySet[Prediction]) -> None:
+    """These predictions are no longer their scan's current one (see Prediction.superseded_at): they leave
+    the worklist, the sign-off's blockers and the report, and stay in the history."""
+    predictions.filter(superseded_at__isnull=True).update(superseded_at=timezone.now())
+
+
 def prediction_create(*, scan: Scan, model_version: ModelVersion | None = None) -> Prediction:
-    """A queued prediction whose task is sent once the surrounding transaction commits."""
+    """A queued prediction whose task is sent once the surrounding transaction commits; it supersedes the
+    scan's earlier ones."""
+    prediction_supersede(predictions=Prediction.objects.filter(scan=scan))
     prediction = Prediction.objects.create(scan=scan, requested_model=model_version)
     _queue(prediction.pk)
     return prediction
@@ -328,6 +336,7 @@ def ensure_done(prediction: Prediction) -> None:
 def prediction_record_not_assessable(*, scan: Scan, reason: str) -> Prediction:
     """A finished prediction that says why the model was not run on this scan (e.g. an axial series):
     the clinician sees the reason where the result would be, and reviews it like any other."""
+    prediction_supersede(predictions=Prediction.objects.filter(scan=scan))
     prediction = Prediction.objects.create(
         scan=scan,
         status=Prediction.Status.DONE,

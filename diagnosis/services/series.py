@@ -24,7 +24,11 @@ from diagnosis.models import Case, Patient, Prediction, Scan, Series
 from diagnosis.services.access import ensure_can_change_case
 from diagnosis.services.cases import case_lock_open, case_refresh_status
 from diagnosis.services.database import TRANSIENT_DATABASE_ERRORS, once_more_on_a_fresh_connection
-from diagnosis.services.predictions import prediction_create, prediction_record_not_assessable
+from diagnosis.services.predictions import (
+    prediction_create,
+    prediction_record_not_assessable,
+    prediction_supersede,
+)
 from diagnosis.services.scans import (
     EXTENSIONS,
     InspectedUpload,
@@ -346,7 +350,8 @@ def _order_and_choose(series: Series) -> Prediction | None:
     prediction = None
     if series.chosen_by_id is None and series.chosen_scan_id != middle.pk:
         series.chosen_scan = middle
-        if not middle.predictions.exists():
+        prediction_supersede(predictions=Prediction.objects.filter(scan__series=series).exclude(scan=middle))
+        if not middle.predictions.filter(superseded_at__isnull=True).exists():
             if series.not_assessable_reason:
                 prediction = prediction_record_not_assessable(
                     scan=middle, reason=series.not_assessable_reason
@@ -378,8 +383,9 @@ def series_choose_slice(*, user: AbstractBaseUser, series: Series, scan: Scan) -
     with transaction.atomic():
         case_lock_open(case_id=series.case_id)
         Series.objects.filter(pk=series.pk).update(chosen_scan=scan, chosen_by=user)
-        prediction = prediction_create(scan=scan)
         # The slice chosen before no longer counts: its finished prediction waits for no review now.
+        prediction_supersede(predictions=Prediction.objects.filter(scan__series=series))
+        prediction = prediction_create(scan=scan)
         case_refresh_status(case_id=series.case_id)
     series.chosen_scan, series.chosen_by = scan, user
     return prediction
