@@ -204,6 +204,12 @@ class IncomingSeriesFilter(django_filters.FilterSet):
 class PredictionFilter(django_filters.FilterSet):
     patient = IdFilter(field_name="scan__case__patient_id")
     case = IdFilter(field_name="scan__case_id")
+    current = BooleanFilter(
+        field_name="superseded_at",
+        lookup_expr="isnull",
+        help_text="Only each scan's current prediction (true), or only those a re-run or another chosen "
+        "slice superseded (false).",
+    )
     created_after, created_before = created_period("queued_at")
     ordering = Ordering("queued_at", "finished_at", "probability", "status")
 

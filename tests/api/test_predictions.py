@@ -43,6 +43,12 @@ def test_prediction_rerun_queues_a_new_prediction_with_the_named_model(api, pred
         assert rerun.requested_model == (model if reference else None)
     unknown = api.post(f"/api/v1/predictions/{prediction.pk}/rerun/", {"model": "nope"}, format="json")
     assert_error(unknown, 400, "model")
+    # Each re-run superseded the one before it; the last is the scan's current prediction.
+    current = api.get("/api/v1/predictions/", {"current": "true"}).json()["results"]
+    assert [item["id"] for item in current] == [rerun.pk] and current[0]["superseded_at"] is None
+    earlier = api.get("/api/v1/predictions/", {"current": "false"}).json()["results"]
+    assert len(earlier) == 3 and all(item["superseded_at"] for item in earlier)
+    assert_error(api.get("/api/v1/predictions/", {"current": "maybe"}), 400, "current")
 
 
 def test_prediction_review_records_the_decision(api, prediction, clinician):
