@@ -148,7 +148,11 @@ def evaluate(
     figures = {"not_assessable": int(sum(refused))}
     assessed = [i for i, r in enumerate(refused) if not r]
     if assessed:
-        from ml.levels.calibration import brier_score, expected_calibration_error
+        from ml.levels.calibration import (
+            brier_score,
+            ece_if_perfectly_calibrated,
+            expected_calibration_error,
+        )
 
         p = np.array([probabilities[i] for i in assessed])
         y = np.array([labels[i] for i in assessed])
@@ -156,6 +160,8 @@ def evaluate(
             "ece": expected_calibration_error(p, y),
             "brier": brier_score(p, y),
             "n": len(assessed),
+            # What a perfectly calibrated model would read here: the floor this many images allow.
+            "ece_if_perfectly_calibrated": ece_if_perfectly_calibrated(p),
         }
     figures.update(_level_figures(kept, analyses, images, root))
     return EvaluationResult(report, probabilities, labels, [s.path.name for s in kept], unreadable, figures)

@@ -97,5 +97,20 @@ def expected_calibration_error(p: np.ndarray, labels: np.ndarray, *, bins: int =
     return float(error)
 
 
+def ece_if_perfectly_calibrated(
+    p: np.ndarray, *, bins: int = 10, draws: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """The expected calibration error a perfectly calibrated model would read with these probabilities on
+    this many images: labels drawn as Bernoulli(p), `draws` times. ECE is biased upwards on a small set (a
+    bin of a few images is far from its mean by chance), so a measured ECE near this floor is all the set
+    can show, whatever the model."""
+    p = np.asarray(p, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    errors = np.array(
+        [expected_calibration_error(p, rng.random(len(p)) < p, bins=bins) for _ in range(draws)]
+    )
+    return {"mean": round(float(errors.mean()), 4), "p95": round(float(np.quantile(errors, 0.95)), 4)}
+
+
 def brier_score(p: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean((np.asarray(p, dtype=np.float64) - np.asarray(labels)) ** 2))

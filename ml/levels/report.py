@@ -23,6 +23,7 @@ from ml.levels.calibration import (
     Calibration,
     brier_score,
     cross_validated,
+    ece_if_perfectly_calibrated,
     expected_calibration_error,
 )
 from ml.levels.discs import LEVEL_NAMES, centre_inside, shifted_copies
@@ -78,7 +79,11 @@ def _image_figures(labels: np.ndarray, raw: np.ndarray, refused: np.ndarray, out
 
 
 def _calibration_figures(p: np.ndarray, labels: np.ndarray) -> dict:
-    return {"ece": expected_calibration_error(p, labels), "brier": brier_score(p, labels)}
+    return {
+        "ece": expected_calibration_error(p, labels),
+        "brier": brier_score(p, labels),
+        "ece_if_perfectly_calibrated": ece_if_perfectly_calibrated(p),
+    }
 
 
 def _evaluate_variant(

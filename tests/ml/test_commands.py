@@ -146,7 +146,7 @@ def test_evaluate_model_writes_every_figure_and_prints_them(trained, tmp_path):
     assert GRADING_KEYS | {"balanced_accuracy"} <= set(metrics["grading"])
     assert metrics["grading"]["n"] == 3 * assessed
     assert metrics["localization"]["n"] == 24 and 0.0 <= metrics["localization"]["found_rate"] <= 1.0
-    assert {"ece", "brier"} <= set(metrics["calibration"])
+    assert {"ece", "brier", "ece_if_perfectly_calibrated"} <= set(metrics["calibration"])
     for label in ("Balanced accuracy", "ROC AUC", "Not assessable", "Calibration ECE", "Discs found"):
         assert label in printed
     assert "Weighted kappa" in printed and "Within one" in printed

@@ -9,6 +9,7 @@ from ml.levels.calibration import (
     Calibration,
     brier_score,
     cross_validated,
+    ece_if_perfectly_calibrated,
     expected_calibration_error,
 )
 from ml.levels.gate import GateSpec, check_input
@@ -137,6 +138,18 @@ def test_ece_of_a_hand_made_example():
     labels = np.array([0, 1, 1, 1])
 
     assert expected_calibration_error(p, labels) == pytest.approx(0.5 * 0.45 + 0.5 * 0.05)
+
+
+def test_the_ece_floor_of_a_perfect_model_shrinks_as_the_set_grows():
+    """Labels drawn from the probabilities themselves: a perfectly calibrated model still reads an ECE
+    above zero, the more so the fewer the images."""
+    rng = np.random.default_rng(1)
+    small, large = rng.uniform(0.02, 0.98, 80), rng.uniform(0.02, 0.98, 8000)
+    floor_small = ece_if_perfectly_calibrated(small, draws=300)
+    floor_large = ece_if_perfectly_calibrated(large, draws=50)
+    assert 0.04 < floor_small["mean"] < floor_small["p95"] < 0.2
+    assert floor_large["mean"] < 0.015
+    assert ece_if_perfectly_calibrated(small, draws=300) == floor_small  # seeded: the same each time
 
 
 def test_gate_accepts_a_plausible_spine():
