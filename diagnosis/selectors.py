@@ -224,9 +224,14 @@ def scan_get(*, user: AbstractBaseUser, pk: int) -> Scan:
 
 
 def prediction_list(*, user: AbstractBaseUser) -> QuerySet[Prediction]:
-    queryset = Prediction.objects.select_related(
-        "scan", "scan__case", "scan__case__patient", "model_version"
-    ).prefetch_related("levels")
+    """With the scan, case, patient and model version of each (the version without its validation figures,
+    kilobytes of JSON that no prediction shows: decoding them per row was a sixth of the worklist) and the
+    levels."""
+    queryset = (
+        Prediction.objects.select_related("scan", "scan__case", "scan__case__patient", "model_version")
+        .defer("model_version__metrics")
+        .prefetch_related("levels")
+    )
     return _scoped(queryset, user, "scan__case")
 
 

@@ -212,8 +212,12 @@ def prediction_heatmap(request: HttpRequest, pk: int) -> HttpResponse:
 @clinician_page
 def worklist(request: HttpRequest) -> HttpResponse:
     open_cases = case_list_owned(user=request.user).exclude(status=Case.Status.SIGNED_OFF)
-    predictions = prediction_list(user=request.user).filter(
-        scan__case__in=open_cases, superseded_at__isnull=True
+    # The current predictions only (a re-run's earlier results are history, not work); the lists show no
+    # levels.
+    predictions = (
+        prediction_list(user=request.user)
+        .filter(scan__case__in=open_cases, superseded_at__isnull=True)
+        .prefetch_related(None)
     )
     waiting = prediction_filter_awaiting_review(queryset=predictions).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
