@@ -121,3 +121,15 @@ def test_cache_url_names_redis_or_a_file_cache(monkeypatch, tmp_path):
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(tmp_path),
     }
+
+
+@pytest.mark.django_db
+def test_postgresql_connections_never_jit_compile():
+    """The worklist's counts at hospital size spent longer in PostgreSQL's JIT compiler than in running."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("JIT is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone() == ("off",)
