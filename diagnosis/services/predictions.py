@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from diagnosis.errors import ApplicationError
+from diagnosis.errors import ApplicationError, Conflict
 from diagnosis.models import Prediction, PredictionLevel, Scan
 from diagnosis.services.access import ensure_can_change_case
 from diagnosis.services.cases import case_lock_open, case_refresh_status
@@ -93,8 +93,15 @@ def _queue_again(predictions: QuerySet[Prediction], **fields) -> list[int]:
 def prediction_request(
     *, user: AbstractBaseUser, scan: Scan, model_version: ModelVersion | None = None
 ) -> Prediction:
-    """Run a scan (again), with the active model or the one asked for."""
+    """Run a scan (again), with the active model or the one asked for. A slice of a series runs only while
+    it is the series' chosen slice: the series counts by that one (series_choose_slice picks another)."""
     ensure_can_change_case(user, scan.case)
+    if scan.series_id is not None and scan.series.chosen_scan_id not in (None, scan.pk):
+        raise Conflict(
+            "This slice is no longer the one chosen for its series; choose it for the series to run the "
+            "model on it.",
+            {"scan": ["Not the series' chosen slice."]},
+        )
     with transaction.atomic():
         case_lock_open(case_id=scan.case_id)
         prediction = prediction_create(scan=scan, model_version=model_version)

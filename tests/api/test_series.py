@@ -77,6 +77,22 @@ def test_slice_choice_queues_a_prediction_on_that_slice(api, case):
     assert body["chosen_scan"] == first.pk and body["chosen_by"]
 
 
+def test_the_slice_chosen_before_is_superseded_and_runs_again_only_once_chosen_again(api, case):
+    series_id = _upload(api, case, mr_series(3)).json()["series"][0]["id"]
+    middle = Prediction.objects.get(scan__series_id=series_id)
+    first = Series.objects.get(pk=series_id).slices.get(slice_index=0)
+    chosen = api.post(f"/api/v1/series/{series_id}/slice/", {"scan": first.pk}, format="json").json()
+
+    assert api.get(f"/api/v1/predictions/{middle.pk}/").json()["superseded_at"] is not None
+    current = api.get("/api/v1/predictions/", {"current": "true", "case": case.pk}).json()["results"]
+    assert [p["id"] for p in current] == [chosen["id"]]
+    body = assert_error(api.post(f"/api/v1/predictions/{middle.pk}/rerun/", {}, format="json"), 409, "scan")
+    assert "chosen" in body["message"]
+    assert api.post(f"/api/v1/predictions/{chosen['id']}/rerun/", {}, format="json").status_code == 201
+    again = api.post(f"/api/v1/series/{series_id}/slice/", {"scan": middle.scan_id}, format="json")
+    assert again.status_code == 201 and again.json()["scan"] == middle.scan_id
+
+
 def test_slice_choice_refuses_a_slice_of_another_series_and_a_non_assessable_series(api, case):
     sagittal = _upload(api, case, mr_series(2)).json()["series"][0]["id"]
     axial = _upload(api, case, mr_series(2, plane="axial")).json()["series"][0]["id"]
