@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from diagnosis.models import Patient
 from tests.api.conftest import assert_error
-from tests.factories import CaseFactory, PatientFactory
+from tests.factories import CaseFactory, PatientFactory, ScanFactory
 
 
 def test_patients_create_needs_only_an_identifier_and_returns_its_id(api, clinician):
@@ -68,3 +68,19 @@ def test_patient_detail_reads_and_updates(api, clinician):
 def test_patient_seen_through_a_case_is_readable(api, clinician):
     case = CaseFactory(owner=clinician, patient=PatientFactory())
     assert api.get(f"/api/v1/patients/{case.patient_id}/").status_code == 200
+
+
+def test_patients_sort_by_name_whatever_its_case_and_scans_by_file_name(api, clinician, case):
+    for identifier, name in [("P-1", "Zulkarnain"), ("P-2", "de Vries"), ("P-3", "Ayu"), ("P-4", "budi")]:
+        PatientFactory(identifier=identifier, name=name, created_by=clinician)
+
+    def names(ordering):
+        rows = api.get("/api/v1/patients/", {"ordering": ordering}).json()["results"]
+        return [row["name"] for row in rows if row["name"]]
+
+    assert names("name") == ["Ayu", "budi", "de Vries", "Zulkarnain"]
+    assert names("-name") == ["Zulkarnain", "de Vries", "budi", "Ayu"]
+    for original_name in ["b.png", "A.png", "c.png"]:
+        ScanFactory(case=case, original_name=original_name)
+    scans = api.get(f"/api/v1/cases/{case.pk}/scans/", {"ordering": "original_name"}).json()["results"]
+    assert [scan["original_name"] for scan in scans] == ["A.png", "b.png", "c.png"]
