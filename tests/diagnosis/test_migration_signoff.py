@@ -4,18 +4,11 @@ current prediction lacks a review, open otherwise."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from tests.migrations import migrate, migrate_to_latest
 
 BEFORE = [("diagnosis", "0009_history_of_series_fields")]
 AFTER = [("diagnosis", "0010_case_signoff")]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 @pytest.mark.django_db(transaction=True)
@@ -62,4 +55,4 @@ def test_closed_cases_become_open_or_awaiting_review():
     apps = migrate(BEFORE)  # going back, a signed-off case is closed again
     statuses = dict(apps.get_model("diagnosis", "Case").objects.values_list("pk", "status"))
     assert statuses[signed.pk] == "closed" and statuses[waiting] == "awaiting_review"
-    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    migrate_to_latest()

@@ -6,19 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
+
+from tests.migrations import migrate, migrate_to_latest
 
 BEFORE = [("diagnosis", "0016_level_orderings_by_column")]
 AFTER = [("diagnosis", "0017_prediction_superseded_at")]
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
 
 
 @pytest.mark.django_db(transaction=True)
@@ -60,4 +53,4 @@ def test_each_scan_keeps_its_latest_prediction_and_a_series_its_chosen_slices():
     assert superseded[first] == rerun_queued
     assert superseded[rerun] is None and superseded[only] is None and superseded[on_chosen] is None
     assert superseded[on_old_slice] is not None
-    migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    migrate_to_latest()

@@ -6,8 +6,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from django.db import IntegrityError, connection, transaction
-from django.db.migrations.executor import MigrationExecutor
+from django.db import IntegrityError, transaction
 
 from diagnosis.errors import ApplicationError, PermissionDenied
 from diagnosis.models import AccessEvent, Patient
@@ -15,6 +14,7 @@ from diagnosis.selectors import case_list, patient_list
 from diagnosis.services.cases import case_create_for_identifier
 from diagnosis.services.patients import IDENTIFIER_TAKEN, patient_create, patient_update
 from tests.factories import CaseFactory, PatientFactory, UserFactory
+from tests.migrations import migrate, migrate_to_latest
 
 pytestmark = pytest.mark.django_db
 
@@ -100,17 +100,14 @@ MIGRATION_BEFORE = ("diagnosis", "0004_prediction_levels")
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_trims_identifiers_and_reports_duplicates_without_merging(capsys):
-    executor = MigrationExecutor(connection)
-    executor.migrate([MIGRATION_BEFORE])
-    old = executor.loader.project_state([MIGRATION_BEFORE]).apps
+    old = migrate([MIGRATION_BEFORE])
     user = old.get_model("auth", "User").objects.create(username="registrar")
     OldPatient = old.get_model("diagnosis", "Patient")
     first = OldPatient.objects.create(identifier="MRN-100234", created_by_id=user.pk)
     duplicate = OldPatient.objects.create(identifier=" mrn-100234 ", created_by_id=user.pk)
     spaced = OldPatient.objects.create(identifier="  MRN-7 ", created_by_id=user.pk)
     try:
-        executor = MigrationExecutor(connection)
-        executor.migrate(executor.loader.graph.leaf_nodes())
+        migrate_to_latest()
     finally:
         output = capsys.readouterr().out
     identifiers = dict(Patient.objects.values_list("pk", "identifier"))
