@@ -12,12 +12,13 @@ def mark_superseded(apps, schema_editor):
     rows = Prediction.objects.order_by("scan_id", "-queued_at", "-pk").values_list(
         "pk", "scan_id", "queued_at"
     )
-    superseded, newest_of_scan = [], {}
+    # Newest first within each scan: the rows after a scan's first are superseded from when it was queued.
+    superseded, scan, newest = [], None, None
     for pk, scan_id, queued_at in rows.iterator(chunk_size=5000):
-        if scan_id in newest_of_scan:
-            superseded.append(Prediction(pk=pk, superseded_at=newest_of_scan[scan_id]))
+        if scan_id == scan:
+            superseded.append(Prediction(pk=pk, superseded_at=newest))
         else:
-            newest_of_scan[scan_id] = queued_at
+            scan, newest = scan_id, queued_at
     Prediction.objects.bulk_update(superseded, ["superseded_at"], batch_size=1000)
     chosen = Series.objects.filter(chosen_scan__isnull=False).values("chosen_scan")
     Prediction.objects.filter(scan__series__isnull=False, superseded_at__isnull=True).exclude(
