@@ -23,7 +23,12 @@ from diagnosis.models import (
     Scan,
     Series,
 )
-from diagnosis.selectors import prediction_opinions
+from diagnosis.selectors import (
+    PredictionRelated,
+    ReviewLevelRead,
+    ReviewRead,
+    prediction_related,
+)
 from ml.models import ModelVersion
 
 # The serializers of what the API lists (patients, cases, predictions, scans and what they nest) run for
@@ -254,12 +259,11 @@ class ReviewLevelOutputSerializer(serializers.ModelSerializer):
         model = ReviewLevel
         fields = ["level", "grade", "model_grade", "changed"]
 
-    def to_representation(self, review_level: ReviewLevel) -> dict:
-        finding = review_level.finding
+    def to_representation(self, review_level: ReviewLevelRead) -> dict:
         return {
-            "level": finding.level,
+            "level": review_level.level,
             "grade": review_level.grade,
-            "model_grade": finding.grade,
+            "model_grade": review_level.model_grade,
             "changed": review_level.changed,
         }
 
@@ -287,17 +291,19 @@ class ReviewOutputSerializer(serializers.ModelSerializer):
             "created_at",
         ]
 
-    def to_representation(self, review: Review) -> dict:
+    def to_representation(self, review: Review | ReviewRead) -> dict:
+        if isinstance(review, Review):
+            review = ReviewRead.of(review)
         return {
-            "id": review.pk,
+            "id": review.id,
             "prediction": review.prediction_id,
-            "reviewer": review.reviewer.get_username(),
+            "reviewer": review.reviewer,
             "kind": review.kind,
             "version": review.version,
             "decision": review.decision,
             "final_label": review.final_label,
             "comment": review.comment,
-            "levels": [self._level.to_representation(level) for level in review.levels.all()],
+            "levels": [self._level.to_representation(level) for level in review.levels],
             "created_at": _datetime(review.created_at),
         }
 
@@ -337,6 +343,15 @@ class NotUsedOutputSerializer(serializers.ModelSerializer):
         fields = ["reason", "by", "at"]
 
 
+class PredictionPageSerializer(serializers.ListSerializer):
+    """A list of predictions, with what they show beyond their own columns loaded once for all of them."""
+
+    def to_representation(self, data) -> list[dict]:
+        predictions = list(data.all() if hasattr(data, "all") else data)
+        self.child.load_related(predictions)
+        return [self.child.to_representation(prediction) for prediction in predictions]
+
+
 class PredictionOutputSerializer(serializers.ModelSerializer):
     levels = PredictionLevelSerializer(many=True, read_only=True)
     model_version = ModelVersionRefSerializer(allow_null=True)
@@ -371,8 +386,26 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "second_opinions",
             "not_used",
         ]
+        list_serializer_class = PredictionPageSerializer
+
+    # What the predictions show beyond their own columns (selectors.prediction_related), for the page a
+    # list serializer loaded, or else for the one prediction serialized.
+    _related: PredictionRelated | None = None
+    _related_ids: frozenset[int] = frozenset()
+
+    def load_related(self, predictions: list[Prediction]) -> PredictionRelated:
+        self._related = prediction_related(predictions)
+        self._related_ids = frozenset(prediction.pk for prediction in predictions)
+        return self._related
+
+    def related(self, prediction: Prediction) -> PredictionRelated:
+        if self._related is None or prediction.pk not in self._related_ids:
+            return self.load_related([prediction])
+        return self._related
 
     def to_representation(self, prediction: Prediction) -> dict:
+        related = self.related(prediction)
+        models, levels = related.models, related.levels.get(prediction.pk, ())
         return {
             "id": prediction.pk,
             "scan": prediction.scan_id,
@@ -380,10 +413,10 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "label": prediction.label,
             "reason": prediction.reason,
             "probability": prediction.probability,
-            "levels": [self._level.to_representation(level) for level in prediction.levels.all()],
+            "levels": [self._level.to_representation(level) for level in levels],
             "error": prediction.error,
-            "model_version": _model_ref(prediction.model_version),
-            "requested_model": _model_ref(prediction.requested_model),
+            "model_version": _model_ref(models.get(prediction.model_version_id)),
+            "requested_model": _model_ref(models.get(prediction.requested_model_id)),
             "preprocess_ms": prediction.preprocess_ms,
             "inference_ms": prediction.inference_ms,
             "attempts": prediction.attempts,
@@ -424,19 +457,19 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     @extend_schema_field(ReviewOutputSerializer(allow_null=True))
     def get_review(self, prediction: Prediction) -> dict | None:
         """The case's current review: the latest version; earlier ones are in the case history."""
-        review = prediction_opinions(prediction).review
+        review = self.related(prediction).opinions_of(prediction.pk).review
         return self._review_serializer.to_representation(review) if review else None
 
     @extend_schema_field(ReviewOutputSerializer(many=True))
     def get_second_opinions(self, prediction: Prediction) -> list[dict]:
         """Each referred clinician's current opinion."""
-        opinions = prediction_opinions(prediction).second_opinions
+        opinions = self.related(prediction).opinions_of(prediction.pk).second_opinions
         return [self._review_serializer.to_representation(review) for review in opinions]
 
     @extend_schema_field(NotUsedOutputSerializer(allow_null=True))
     def get_not_used(self, prediction: Prediction) -> dict | None:
         """Set when the clinician left this prediction out of the sign-off, with the reason."""
-        exclusion = getattr(prediction, "exclusion", None)
+        exclusion = self.related(prediction).exclusions.get(prediction.pk)
         return self._not_used_serializer.to_representation(exclusion) if exclusion else None
 
     def _absolute(self, path: str) -> str:

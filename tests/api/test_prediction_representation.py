@@ -16,10 +16,19 @@ from diagnosis.api.serializers import (
     PatientOutputSerializer,
     PredictionOutputSerializer,
     ScanOutputSerializer,
+    ReviewOutputSerializer,
     ScanUploadOutputSerializer,
 )
 from diagnosis.api.views import CASE_REPORTS
-from diagnosis.selectors import case_list, patient_list, prediction_get, prediction_list_for_api, scan_list
+from diagnosis.models import Review
+from diagnosis.selectors import (
+    case_list,
+    patient_list,
+    prediction_get,
+    prediction_list_for_api,
+    prediction_related,
+    scan_list,
+)
 from diagnosis.services.referrals import referral_create
 from diagnosis.services.reviews import review_create
 from diagnosis.services.signoff import case_reopen, case_sign_off, prediction_mark_not_used
@@ -102,6 +111,26 @@ def test_the_direct_representation_equals_drfs_fields_for_lists_and_detail(clini
     assert (
         PredictionOutputSerializer(listed[predictions[1].pk]).data["not_used"]["reason"] == "motion artefact"
     )
+
+
+def test_reviews_read_as_rows_for_a_page_show_as_drfs_fields_of_the_reviews(
+    clinician, predictions, django_assert_num_queries
+):
+    with django_assert_num_queries(4):
+        related = prediction_related(predictions)
+    read = {
+        review.id: review
+        for opinions in related.opinions.values()
+        for review in [opinions.review, *opinions.earlier_versions, *opinions.second_opinions]
+    }
+    reviews = Review.objects.filter(prediction__in=predictions)
+    assert set(read) == {review.pk for review in reviews} and len(read) == 3
+    serializer = ReviewOutputSerializer()
+    for review in reviews:
+        assert serializer.to_representation(read[review.pk]) == _generic(
+            ReviewOutputSerializer(review), review
+        )
+        assert serializer.to_representation(review) == serializer.to_representation(read[review.pk])
 
 
 def test_the_direct_scan_representation_equals_drfs_fields(clinician, predictions):
