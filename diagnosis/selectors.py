@@ -383,6 +383,7 @@ def prediction_related(predictions: list[Prediction]) -> PredictionRelated:
         ModelVersion.objects.only("name", "version", "architecture").in_bulk(model_ids) if model_ids else {}
     )
     username = f"reviewer__{get_user_model().USERNAME_FIELD}"
+    # One row per review level (one for a review without levels), the review's columns in ReviewRead's order.
     rows = (
         Review.objects.filter(prediction_id__in=ids)
         .order_by("pk", "levels__finding__level")
