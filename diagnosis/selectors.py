@@ -236,9 +236,9 @@ def prediction_list(*, user: AbstractBaseUser) -> QuerySet[Prediction]:
 
 
 def prediction_list_for_api(*, user: AbstractBaseUser) -> QuerySet[Prediction]:
-    """`prediction_list`'s rows joined only to their case for the scope (the scan shows as its id); what
-    the API shows beside them comes from `prediction_related` for the page."""
-    return prediction_list(user=user).select_related(None).prefetch_related(None)
+    """The predictions alone, joined only to their case for the scope (the scan shows as its id); what the
+    API shows beside them comes from `prediction_related` for the page."""
+    return _scoped(Prediction.objects.all(), user, "scan__case")
 
 
 def prediction_get(*, user: AbstractBaseUser, pk: int) -> Prediction:
