@@ -49,15 +49,19 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
-
-import psycopg2
-from psycopg2 import sql
+from urllib.parse import urlencode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: bench's modules and the project's apps
+
+from bench.scratch_database import (  # noqa: E402
+    DEFAULT_POSTGRES_URL,
+    create_database,
+    database_urls,
+    drop_database,
+)
+
 LOOPBACK = "127.0.0.1"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/14"
 SIZES = {"S": 0.01, "M": 0.1, "L": 1.0}
 FULL_SIZE = {"patients": 10_000, "cases": 20_000, "scans": 50_000, "reviews": 24_500}
@@ -83,26 +87,17 @@ def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _database_urls(server_url: str, name: str) -> tuple[str, str]:
-    """The maintenance database's URL and the benchmark database's, both on the server --postgres names."""
-    parts = urlsplit(server_url)
-    if parts.scheme not in ("postgres", "postgresql") or parts.hostname not in LOOPBACK_HOSTS:
-        raise SystemExit(f"--postgres must be a postgres:// URL on a loopback address, not {server_url!r}")
-    return server_url, urlunsplit(parts._replace(path=f"/{name}"))
-
-
 # SCALE_DATABASE_PREFIX keeps runs of several worktrees on one server apart by name.
 DATABASE_NAME = f"{os.environ.get('SCALE_DATABASE_PREFIX', 'lumbar_scale')}_{os.getpid()}"
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "lumbar_platform.settings.base")
 if __name__ == "__main__":
     ARGS = _parse_args()
-    ADMIN_URL, DATABASE_URL = _database_urls(ARGS.postgres, DATABASE_NAME)
+    ADMIN_URL, DATABASE_URL = database_urls(ARGS.postgres, DATABASE_NAME)
     # Settings read DATABASE_URL once, at set-up: this process only ever talks to its own database.
     os.environ["DATABASE_URL"] = DATABASE_URL
     os.environ["CELERY_BROKER_URL"] = os.environ.get("SCALE_BROKER_URL", DEFAULT_BROKER_URL)
     VAR_DIR = tempfile.mkdtemp(prefix="lumbar-scale-var-")  # the cache and logs of this run only
     os.environ["LUMBAR_VAR_DIR"] = VAR_DIR
-    sys.path.insert(0, str(REPO_ROOT))
 
     import django
 
@@ -673,17 +668,6 @@ def measure_load(
 # Running -------------------------------------------------------------------------------------------------
 
 
-def _admin_execute(admin_url: str, *statements: sql.Composable) -> None:
-    conn = psycopg2.connect(admin_url)
-    try:
-        conn.autocommit = True  # CREATE and DROP DATABASE refuse to run inside a transaction
-        with conn.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-    finally:
-        conn.close()
-
-
 def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -703,9 +687,8 @@ def main(args: argparse.Namespace) -> None:
     from django.core.management import call_command
 
     with ExitStack() as stack:
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DATABASE_NAME))
-        _admin_execute(ADMIN_URL, drop, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
-        stack.callback(_admin_execute, ADMIN_URL, drop)
+        create_database(ADMIN_URL, DATABASE_NAME)
+        stack.callback(drop_database, ADMIN_URL, DATABASE_NAME)
         stack.callback(connection.close)
         stack.callback(shutil.rmtree, VAR_DIR, ignore_errors=True)
         _say(f"database {DATABASE_NAME}: migrating")

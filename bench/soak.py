@@ -56,23 +56,28 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
-import psycopg2
 import redis
 import requests
 from PIL import Image
-from psycopg2 import sql
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: bench's modules and the project's apps
+
+from bench.scratch_database import (  # noqa: E402
+    DEFAULT_POSTGRES_URL,
+    create_database,
+    database_urls,
+    drop_database,
+)
+
 DATA_DIRS = (
     REPO_ROOT.parent / "shared" / "data" / "sudirman_midsag_t2",
     REPO_ROOT / "tests/data/sudirman_sample",
 )
 LOOPBACK = "127.0.0.1"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 RECOVERY_GOAL_S = 30.0
 FAULT_GAP_S = 5.0
 WARM_UP_TIMEOUT_S = 600
@@ -114,38 +119,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
-
-
-def _database_urls(server_url: str, name: str) -> tuple[str, str]:
-    """The maintenance database's URL and the soak database's, both on the server --postgres names."""
-    parts = urlsplit(server_url)
-    if parts.scheme not in ("postgres", "postgresql") or parts.hostname not in LOOPBACK_HOSTS:
-        raise SystemExit(f"--postgres must be a postgres:// URL on a loopback address, not {server_url!r}")
-    return server_url, urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _admin_execute(admin_url: str, *statements: sql.Composable) -> None:
-    conn = psycopg2.connect(admin_url)
-    try:
-        conn.autocommit = True  # CREATE and DROP DATABASE refuse to run inside a transaction
-        with conn.cursor() as cursor:
-            for statement in statements:
-                cursor.execute(statement)
-    finally:
-        conn.close()
-
-
-def _create_database(admin_url: str, name: str) -> None:
-    _admin_execute(
-        admin_url,
-        # A database of the same name can only be left over by a killed earlier run with this pid.
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-        sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)),
-    )
-
-
-def _drop_database(admin_url: str, name: str) -> None:
-    _admin_execute(admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def _distinct_images(count: int) -> tuple[list[tuple[str, bytes]], str]:
@@ -774,7 +747,6 @@ def _setup_django(env: dict[str, str], username: str, password: str) -> str:
     """Point this process at the soak stack, migrate, create the clinician; returns the active model."""
     os.environ.clear()
     os.environ.update(env)
-    sys.path.insert(0, str(REPO_ROOT))
     import django
 
     django.setup()
@@ -830,14 +802,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     name = f"lumbar_soak_{os.getpid()}"
-    admin_url, database_url = _database_urls(args.postgres, name)
+    admin_url, database_url = database_urls(args.postgres, name)
     with ExitStack() as stack:
         scratch = Path(tempfile.mkdtemp(prefix="lumbar-soak-"))
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         if args.logs:
             stack.callback(_keep_logs, scratch / "logs", args.logs)
-        _create_database(admin_url, name)
-        stack.callback(_drop_database, admin_url, name)
+        create_database(admin_url, name)
+        stack.callback(drop_database, admin_url, name)
         env = _stack_env(database_url, _free_port(), scratch)
         username, password = "soak", secrets.token_urlsafe(18)
         model = _setup_django(env, username, password)
