@@ -395,20 +395,26 @@ def _reviews(rng: random.Random, done: list[Prediction], wanted: int, cases: lis
 
 
 def _set_case_status(cases: list[Case], predictions: list[Prediction], reviewed: set[int]) -> None:
-    """Closed when every prediction of the case is reviewed, awaiting review when some wait, else open."""
+    """Closed when every prediction of the case is reviewed, awaiting review when some wait, else open;
+    with the counts of its predictions by where they stand, as services.cases.case_refresh_status keeps
+    them."""
     by_case: dict[int, list[Prediction]] = defaultdict(list)
     for prediction in predictions:
         by_case[prediction.scan.case_id].append(prediction)
-    closed, awaiting = [], []
+    unfinished = (Prediction.Status.QUEUED, Prediction.Status.RUNNING)
     for case in cases:
         mine = by_case.get(case.pk, [])
+        case.predictions_awaiting_review = sum(
+            p.status == Prediction.Status.DONE and p.pk not in reviewed for p in mine
+        )
+        case.predictions_in_progress = sum(p.status in unfinished for p in mine)
+        case.predictions_failed = sum(p.status == Prediction.Status.FAILED for p in mine)
         if mine and all(p.pk in reviewed for p in mine):
-            closed.append(case.pk)
-        elif any(p.status == Prediction.Status.DONE and p.pk not in reviewed for p in mine):
-            awaiting.append(case.pk)
-    for status, ids in ((Case.Status.SIGNED_OFF, closed), (Case.Status.AWAITING_REVIEW, awaiting)):
-        for offset in range(0, len(ids), BATCH):
-            Case.objects.filter(pk__in=ids[offset : offset + BATCH]).update(status=status)
+            case.status = Case.Status.SIGNED_OFF
+        elif case.predictions_awaiting_review:
+            case.status = Case.Status.AWAITING_REVIEW
+    counts = ["predictions_awaiting_review", "predictions_in_progress", "predictions_failed"]
+    Case.objects.bulk_update(cases, ["status", *counts], batch_size=BATCH)
 
 
 FIRST_NAMES = ("Ana", "Budi", "Citra", "Dewi", "Eko", "Fitri", "Gita", "Hadi", "Intan", "Joko", "Kartika")

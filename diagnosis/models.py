@@ -72,7 +72,16 @@ class Case(models.Model):
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    history = HistoricalRecords()
+    # The case's current predictions by where they stand, kept with the status by
+    # services.cases.case_refresh_status: the worklist sums them over a clinician's open cases, where
+    # counting the predictions themselves joined every prediction, scan and case of the clinician (150 ms
+    # of a 320 ms worklist at 50,000 predictions). Not history: they follow the predictions' own.
+    predictions_awaiting_review = models.PositiveIntegerField(default=0, editable=False)
+    predictions_in_progress = models.PositiveIntegerField(default=0, editable=False)
+    predictions_failed = models.PositiveIntegerField(default=0, editable=False)
+    history = HistoricalRecords(
+        excluded_fields=["predictions_awaiting_review", "predictions_in_progress", "predictions_failed"]
+    )
 
     class Meta:
         ordering = ["-created_at"]

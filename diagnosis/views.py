@@ -72,7 +72,6 @@ from diagnosis.selectors import (
     patient_case_counts,
     patient_get,
     patient_list,
-    prediction_counts,
     prediction_filter_awaiting_review,
     prediction_get,
     prediction_list,
@@ -82,6 +81,7 @@ from diagnosis.selectors import (
     scan_get,
     scan_list,
     series_list,
+    worklist_counts,
 )
 from diagnosis.services.access import case_referral_of, ensure_can_change_case, ensure_can_change_patient
 from diagnosis.services.cases import case_create, case_update
@@ -221,7 +221,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     )
     waiting = prediction_filter_awaiting_review(queryset=predictions).order_by("finished_at")
     failures = predictions.filter(status=Prediction.Status.FAILED).order_by("-finished_at")
-    counts = {"open_cases": open_cases.count(), **prediction_counts(cases=open_cases)}
+    counts = worklist_counts(cases=open_cases)
     cases = _worklist_cases(request)
     context = {
         "cases": Paginator(cases.qs if cases.is_valid() else cases.queryset.none(), 25).get_page(

@@ -4,8 +4,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from diagnosis.errors import ApplicationError, NotFound
-from diagnosis.models import AccessEvent, Case, Patient, Prediction
-from diagnosis.selectors import case_unsettled_predictions, patient_find, patient_list
+from diagnosis.models import AccessEvent, Case, Patient
+from diagnosis.selectors import case_prediction_counts, patient_find, patient_list
 from diagnosis.services.access import ensure_can_change_case, ensure_can_work, ensure_case_open
 from diagnosis.services.history import access_record
 
@@ -87,13 +87,19 @@ def case_update(
 
 
 def case_refresh_status(*, case_id: int) -> None:
-    """An open case with a finished current prediction that is neither reviewed nor marked not used
-    awaits review; otherwise it is open. A signed-off case stays signed off."""
+    """After any change to the case's predictions (queued, finished, reviewed, marked not used or not,
+    superseded): their counts on the case, and its status. An open case with a finished current
+    prediction that is neither reviewed nor marked not used awaits review; otherwise it is open. A
+    signed-off case stays signed off."""
     with transaction.atomic():
         case = Case.objects.select_for_update().get(pk=case_id)
+        counts = case_prediction_counts(case=case)
+        if any(getattr(case, name) != count for name, count in counts.items()):
+            # Not a change of the case: no history entry, and "recently updated" keeps its meaning.
+            Case.objects.filter(pk=case_id).update(**counts)
         if case.status == Case.Status.SIGNED_OFF:
             return
-        waiting = case_unsettled_predictions(case=case).filter(status=Prediction.Status.DONE).exists()
+        waiting = counts["predictions_awaiting_review"] > 0
         status = Case.Status.AWAITING_REVIEW if waiting else Case.Status.OPEN
         if case.status != status:
             case.status = status

@@ -62,6 +62,7 @@ def prediction_create(*, scan: Scan, model_version: ModelVersion | None = None) 
     scan's earlier ones."""
     prediction_supersede(predictions=Prediction.objects.filter(scan=scan))
     prediction = Prediction.objects.create(scan=scan, requested_model=model_version)
+    case_refresh_status(case_id=scan.case_id)
     _queue(prediction.pk)
     return prediction
 
@@ -105,7 +106,6 @@ def prediction_request(
     with transaction.atomic():
         case_lock_open(case_id=scan.case_id)
         prediction = prediction_create(scan=scan, model_version=model_version)
-        case_refresh_status(case_id=scan.case_id)
     return prediction
 
 

@@ -241,6 +241,9 @@ def _store(
     new_scans = _new_scans(case, uploads, user)
     try:
         with transaction.atomic():
+            # The case before the series, in the order every change to a case takes its locks: the case's
+            # prediction counts and status follow what is stored here (case_refresh_status).
+            Case.objects.select_for_update().get(pk=case.pk)
             series, created = _lock_series(case, first, infos, source)
             known = set(series.slices.values_list("instance_uid", flat=True))
             known_bytes = set(Scan.objects.filter(case=case).values_list("sha256", flat=True))
@@ -359,6 +362,7 @@ def _order_and_choose(series: Series) -> Prediction | None:
             else:
                 prediction = prediction_create(scan=middle)
     series.save(update_fields=["plane", "ordered_by_geometry", "not_assessable_reason", "chosen_scan"])
+    case_refresh_status(case_id=series.case_id)
     return prediction
 
 
@@ -386,7 +390,6 @@ def series_choose_slice(*, user: AbstractBaseUser, series: Series, scan: Scan) -
         # The slice chosen before no longer counts: its finished prediction waits for no review now.
         prediction_supersede(predictions=Prediction.objects.filter(scan__series=series))
         prediction = prediction_create(scan=scan)
-        case_refresh_status(case_id=series.case_id)
     series.chosen_scan, series.chosen_by = scan, user
     return prediction
 

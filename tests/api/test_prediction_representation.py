@@ -15,8 +15,8 @@ from diagnosis.api.serializers import (
     CaseOutputSerializer,
     PatientOutputSerializer,
     PredictionOutputSerializer,
-    ScanOutputSerializer,
     ReviewOutputSerializer,
+    ScanOutputSerializer,
     ScanUploadOutputSerializer,
 )
 from diagnosis.api.views import CASE_REPORTS

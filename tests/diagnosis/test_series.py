@@ -203,6 +203,8 @@ def test_a_slice_chosen_instead_supersedes_the_first_slices_finished_prediction(
     loose = scan_upload(user=case.owner, case=case, uploaded_file=SimpleUploadedFile("a.png", png_bytes()))
     series = Series.objects.get(case=case)
     first = Prediction.objects.get(scan=series.chosen_scan)
+    case.refresh_from_db()
+    assert (case.predictions_awaiting_review, case.predictions_in_progress) == (0, 2)
     Prediction.objects.filter(pk__in=[first.pk, loose.prediction.pk]).update(
         status="done", label="ddd", probability=0.8
     )
@@ -214,6 +216,8 @@ def test_a_slice_chosen_instead_supersedes_the_first_slices_finished_prediction(
     chosen = series_choose_slice(user=case.owner, series=series, scan=series.slices.get(slice_index=0))
 
     assert set(case_current_predictions(case=case)) == {chosen, loose.prediction}
+    case.refresh_from_db()
+    assert (case.predictions_awaiting_review, case.predictions_in_progress) == (1, 1)
     assert case_sign_off_blockers(case=case) == [
         "1 prediction not reviewed: review or mark not used.",
         "1 prediction still running: wait for the result or mark not used.",
