@@ -246,6 +246,12 @@ def prediction_get(*, user: AbstractBaseUser, pk: int) -> Prediction:
     return _get(prediction_list(user=user), pk, "Prediction")
 
 
+def prediction_get_for_api(*, user: AbstractBaseUser, pk: int) -> Prediction:
+    """With its scan and case, which the access log names; what the API shows beside it comes from
+    `prediction_related`, so prediction_get's levels and model version would be read twice."""
+    return _get(prediction_list_for_api(user=user).select_related("scan__case"), pk, "Prediction")
+
+
 def patient_find(*, identifier: str) -> Patient | None:
     """The patient registered under this exact identifier, whatever its case and surrounding spaces, among
     all patients: only the open-a-case-for-this-identifier flow asks, and it records the lookup."""

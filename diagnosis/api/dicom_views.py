@@ -26,6 +26,7 @@ from diagnosis.selectors import (
     incoming_get,
     incoming_list,
     prediction_get,
+    prediction_get_for_api,
     series_get,
     series_list,
 )
@@ -128,7 +129,7 @@ class SeriesSliceApi(APIView):
         if scan is None:
             raise serializers.ValidationError({"scan": ["Not a slice of this series."]})
         prediction = series_choose_slice(user=request.user, series=series, scan=scan)
-        prediction = prediction_get(user=request.user, pk=prediction.pk)
+        prediction = prediction_get_for_api(user=request.user, pk=prediction.pk)
         data = PredictionOutputSerializer(prediction, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
 

@@ -49,6 +49,7 @@ from diagnosis.selectors import (
     patient_get,
     patient_list,
     prediction_get,
+    prediction_get_for_api,
     prediction_list_for_api,
     scan_get,
 )
@@ -466,7 +467,7 @@ class PredictionListApi(ListApi):
 class PredictionDetailApi(APIView):
     @extend_schema(responses={200: PredictionOutputSerializer, **errors(401, 404)})
     def get(self, request: Request, pk: int) -> Response:
-        prediction = prediction_get(user=request.user, pk=pk)
+        prediction = prediction_get_for_api(user=request.user, pk=pk)
         access_record(user=request.user, obj=prediction, action=AccessEvent.Action.VIEW_PREDICTION)
         return Response(PredictionOutputSerializer(prediction, context={"request": request}).data)
 
@@ -511,7 +512,7 @@ class PredictionRerunApi(APIView):
         reference = validated(self.RerunInputSerializer, request.data).get("model", "")
         model_version = model_version_find(reference) if reference else None
         rerun = prediction_request(user=request.user, scan=prediction.scan, model_version=model_version)
-        rerun = prediction_get(user=request.user, pk=rerun.pk)
+        rerun = prediction_get_for_api(user=request.user, pk=rerun.pk)
         data = PredictionOutputSerializer(rerun, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
 
@@ -569,7 +570,7 @@ class PredictionNotUsedApi(APIView):
         prediction = prediction_get(user=request.user, pk=pk)
         reason = validated(self.NotUsedInputSerializer, request.data)["reason"]
         prediction_mark_not_used(user=request.user, prediction=prediction, reason=reason)
-        prediction = prediction_get(user=request.user, pk=pk)
+        prediction = prediction_get_for_api(user=request.user, pk=pk)
         data = PredictionOutputSerializer(prediction, context={"request": request}).data
         return Response(data, status=status.HTTP_201_CREATED)
 

@@ -25,6 +25,7 @@ from diagnosis.selectors import (
     case_list,
     patient_list,
     prediction_get,
+    prediction_get_for_api,
     prediction_list_for_api,
     prediction_related,
     scan_list,
@@ -97,7 +98,11 @@ def test_the_direct_representation_equals_drfs_fields_for_lists_and_detail(clini
     assert set(listed) == {p.pk for p in predictions}
     with timezone.override(time_zone):
         for prediction in predictions:
-            for instance in (listed[prediction.pk], prediction_get(user=clinician, pk=prediction.pk)):
+            one = (
+                prediction_get(user=clinician, pk=prediction.pk),
+                prediction_get_for_api(user=clinician, pk=prediction.pk),
+            )
+            for instance in (listed[prediction.pk], *one):
                 serializer = PredictionOutputSerializer(instance, context={"request": request})
                 direct = serializer.data
                 assert list(direct) == list(serializer.fields)
