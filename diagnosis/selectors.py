@@ -707,21 +707,23 @@ def _reviewed(prediction: OuterRef) -> Exists:
     return Exists(Review.objects.filter(prediction=prediction, kind=Review.Kind.REVIEW))
 
 
+def _awaiting_review() -> Q:
+    """Finished, not marked not used and not reviewed. NOT EXISTS (not a LEFT JOIN ... IS NULL), which
+    PostgreSQL plans as an anti-join instead of nested loops."""
+    return Q(status=Prediction.Status.DONE) & ~_not_used(OuterRef("pk")) & ~_reviewed(OuterRef("pk"))
+
+
 def prediction_filter_awaiting_review(*, queryset: QuerySet[Prediction]) -> QuerySet[Prediction]:
-    """Finished predictions that wait for the case review: not marked not used and not reviewed. NOT EXISTS
-    (not a LEFT JOIN ... IS NULL), which PostgreSQL plans as an anti-join instead of nested loops."""
-    return queryset.filter(status=Prediction.Status.DONE).filter(
-        ~_not_used(OuterRef("pk")), ~_reviewed(OuterRef("pk"))
-    )
+    """The predictions that wait for the case review."""
+    return queryset.filter(_awaiting_review())
 
 
 def case_prediction_counts(*, case: Case) -> dict[str, int]:
     """The case's current predictions counted by where they stand, under the names of the Case fields
     that keep these counts: awaiting review (as prediction_filter_awaiting_review), in progress (queued or
     running) and failed."""
-    awaiting = Q(status=Prediction.Status.DONE) & ~_not_used(OuterRef("pk")) & ~_reviewed(OuterRef("pk"))
     return case_current_predictions(case=case).aggregate(
-        predictions_awaiting_review=Count("pk", filter=awaiting),
+        predictions_awaiting_review=Count("pk", filter=_awaiting_review()),
         predictions_in_progress=Count(
             "pk", filter=Q(status__in=[Prediction.Status.QUEUED, Prediction.Status.RUNNING])
         ),
@@ -733,13 +735,12 @@ def worklist_counts(*, cases: QuerySet[Case]) -> dict[str, int]:
     """The worklist's counts, in one pass over `cases` (the open ones, already scoped to the user): the
     cases, and their current predictions awaiting review, in progress and failed, summed from the counts
     each case keeps (case_prediction_counts)."""
-    totals = cases.order_by().aggregate(
+    return cases.order_by().aggregate(
         open_cases=Count("pk"),
         awaiting_review=Sum("predictions_awaiting_review", default=0),
         in_progress=Sum("predictions_in_progress", default=0),
         failed=Sum("predictions_failed", default=0),
     )
-    return {name: int(total) for name, total in totals.items()}
 
 
 def case_current_predictions(*, case: Case) -> QuerySet[Prediction]:

@@ -361,8 +361,10 @@ def _order_and_choose(series: Series) -> Prediction | None:
                 )
             else:
                 prediction = prediction_create(scan=middle)
+        else:
+            # Superseded without a new prediction, which would have refreshed the case's counts and status.
+            case_refresh_status(case_id=series.case_id)
     series.save(update_fields=["plane", "ordered_by_geometry", "not_assessable_reason", "chosen_scan"])
-    case_refresh_status(case_id=series.case_id)
     return prediction
 
 
