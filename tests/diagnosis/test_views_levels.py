@@ -20,6 +20,19 @@ def test_case_page_shows_each_level_in_a_table_and_its_box_on_the_scan(client, c
     assert "L4-L5 · 3" in html and "<td>0.90</td>" in html  # grade 3, P(degenerated)
 
 
+def test_image_coordinates_are_written_as_numbers_whatever_the_locale_formats(client, clinician, settings):
+    settings.USE_THOUSAND_SEPARATOR = True
+    prediction = done_prediction(clinician)
+    type(prediction.scan).objects.filter(pk=prediction.scan_id).update(width=2048, height=1536)
+    prediction.levels.filter(level="L4-L5").update(box=[1024, 1013, 1424, 1100])
+    client.force_login(clinician)
+
+    html = client.get(f"/cases/{prediction.scan.case_id}/").content.decode()
+
+    assert 'viewBox="0 0 2048 1536"' in html
+    assert '<rect x="1024" y="1013" width="400" height="87"' in html
+
+
 def test_boxes_come_from_the_newest_prediction_that_found_the_levels(client, clinician):
     older = done_prediction(clinician)
     newer = PredictionFactory(scan=older.scan, status="done", label="normal", probability=0.1)
