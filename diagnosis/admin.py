@@ -4,7 +4,7 @@ from functools import cached_property
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db import connections
+from django.db import connections, transaction
 from simple_history.admin import SimpleHistoryAdmin
 
 from diagnosis.models import (
@@ -20,6 +20,7 @@ from diagnosis.models import (
     Scan,
     Series,
 )
+from diagnosis.services.cases import case_refresh_status
 
 # Below this many rows (by PostgreSQL's estimate) a whole-table list is counted exactly.
 ESTIMATED_COUNT_FROM = 10_000
@@ -52,6 +53,25 @@ class BigTableAdmin:
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False
+    # Half of Django's 100: rendering the rows is most of such a list's time.
+    list_per_page = 50
+
+
+class KeepsCaseCountsOnDelete:
+    """Mixed into the admin of rows a case's status and prediction counts follow (services.cases): deleting
+    some here refreshes their cases, as the services do after every change they make."""
+
+    case_id_path: str
+
+    def delete_model(self, request, obj) -> None:
+        self.delete_queryset(request, type(obj).objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset) -> None:
+        with transaction.atomic():
+            case_ids = set(queryset.values_list(self.case_id_path, flat=True))
+            super().delete_queryset(request, queryset)
+            for case_id in sorted(case_ids):
+                case_refresh_status(case_id=case_id)
 
 
 class ModalityFilter(admin.SimpleListFilter):
@@ -156,7 +176,8 @@ class CaseAdmin(BigTableAdmin, SimpleHistoryAdmin):
 
 
 @admin.register(Scan)
-class ScanAdmin(BigTableAdmin, SimpleHistoryAdmin):
+class ScanAdmin(KeepsCaseCountsOnDelete, BigTableAdmin, SimpleHistoryAdmin):
+    case_id_path = "case_id"
     list_display = ("id", "original_name", "case", "format", "width", "height", "uploaded_by", "uploaded_at")
     list_filter = ("format", ModalityFilter, "uploaded_at")
     search_fields = ("original_name", "sha256", "case__patient__identifier", "study_uid", "series_uid")
@@ -207,7 +228,8 @@ class PredictionLevelInline(admin.TabularInline):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(BigTableAdmin, SimpleHistoryAdmin):
+class PredictionAdmin(KeepsCaseCountsOnDelete, BigTableAdmin, SimpleHistoryAdmin):
+    case_id_path = "scan__case_id"
     list_display = (
         "id",
         "scan",

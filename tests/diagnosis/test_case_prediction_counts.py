@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
-from diagnosis.models import Case, Prediction
+from diagnosis.models import Case, Prediction, Scan
 from diagnosis.selectors import case_prediction_counts
 from diagnosis.services.predictions import prediction_fail, prediction_request, prediction_run
 from diagnosis.services.reviews import review_create
@@ -55,3 +56,19 @@ def test_counts_follow_uploads_results_failures_reruns_reviews_and_not_used(case
 
     prediction_run(prediction_id=rerun.pk)
     assert _kept(case) == (1, 0, 0) and case.status == Case.Status.AWAITING_REVIEW
+
+
+def test_deleting_scans_or_predictions_in_the_admin_refreshes_their_case(client, staff, case, active_model):
+    kept_scan, deleted_scan = (prediction_run(prediction_id=_upload(case, path).pk).scan for path in SAMPLES)
+    assert _kept(case) == (2, 0, 0)
+    client.force_login(staff)
+
+    client.post(reverse("admin:diagnosis_scan_delete", args=[deleted_scan.pk]), {"post": "yes"})
+    assert not Scan.objects.filter(pk=deleted_scan.pk).exists()
+    assert _kept(case) == (1, 0, 0) and case.status == Case.Status.AWAITING_REVIEW
+
+    prediction = Prediction.objects.get(scan=kept_scan)
+    bulk_delete = {"action": "delete_selected", "_selected_action": [prediction.pk], "post": "yes"}
+    client.post(reverse("admin:diagnosis_prediction_changelist"), bulk_delete)
+    assert not Prediction.objects.filter(scan=kept_scan).exists()
+    assert _kept(case) == (0, 0, 0) and case.status == Case.Status.OPEN
