@@ -14,6 +14,7 @@ from django.core.management import CommandError, call_command
 
 from ml.models import ModelVersion
 from ml.registry import model_version_register
+from tests.ml.eager import eager_execution
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sudirman_sample"
 LEVELS = ("L3-L4", "L4-L5", "L5-S1")
@@ -74,7 +75,8 @@ def retrained_once(trained_once, tmp_path_factory, django_db_setup, django_db_bl
     """A second model: a wider grader on the first model's localiser."""
     output = tmp_path_factory.mktemp("models") / "tiny-vgg-wide"
     extra = ("--localizer", str(trained_once), "--width", "8", "--name", "tiny-vgg-wide")
-    printed = _train_unregistered(django_db_blocker, "tiny-vgg-wide", output, *extra)
+    with eager_execution():
+        printed = _train_unregistered(django_db_blocker, "tiny-vgg-wide", output, *extra)
     assert f"Reusing the localiser of {trained_once}" in printed
     return output
 

@@ -18,8 +18,15 @@ from ml.levels.localization import (
 )
 from ml.levels.training import grade_weights
 from ml.train_levels import main
+from tests.ml.eager import eager_execution
 
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "data" / "sudirman_sample"
+
+
+@pytest.fixture
+def eager():
+    with eager_execution():
+        yield
 
 
 def test_localizer_predicts_one_map_per_level_at_a_quarter_of_the_input():
@@ -152,7 +159,7 @@ def test_class_balance_weighs_rare_grades_up_and_keeps_the_mean_loss_weight():
 
 
 @pytest.mark.slow
-def test_cross_validation_scores_each_setting_by_patient_folds(tmp_path):
+def test_cross_validation_scores_each_setting_by_patient_folds(tmp_path, eager):
     common = ["--data", str(SAMPLE_DATA), "--epochs", "1", "--batch-size", "4", "--width", "4"]
     common += ["--shifted-copies", "1", "--folds", "2"]
     figures_file = tmp_path / "cv.json"
@@ -170,7 +177,7 @@ def test_cross_validation_scores_each_setting_by_patient_folds(tmp_path):
 
 
 @pytest.mark.slow
-def test_trained_models_analyse_a_scan_end_to_end(tmp_path):
+def test_trained_models_analyse_a_scan_end_to_end(tmp_path, eager):
     from ml.levels.pipeline import NOT_ASSESSABLE, LevelAnalyser
     from ml.preprocessing import load_grayscale
 
