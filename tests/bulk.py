@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
+from django.utils import timezone
+
 from diagnosis.models import (
     AccessEvent,
     Case,
+    CaseReport,
     IncomingSeries,
     Patient,
     Prediction,
@@ -84,6 +87,37 @@ class Hospital:
             name="bulk-model", architecture="invgg", version="1", artifact_path="var/bulk", input_size=64
         )
 
+    def _sign_off(self, cases: list[Case], *, reopened: list[Case]) -> None:
+        """A signed report on each of `cases`; the `reopened` ones reopened since and signed again."""
+        now = timezone.now()
+        reports = [
+            CaseReport(
+                case=case,
+                version=1,
+                file=f"reports/bulk/{case.pk}-1.pdf",
+                conclusion="Bulk.",
+                signed_by=self.clinician,
+                signed_at=now,
+            )
+            for case in cases
+        ]
+        for report in reports:
+            if report.case in reopened:
+                report.reopened_by, report.reopened_at, report.reopen_reason = self.colleague, now, "Bulk."
+        reports += [
+            CaseReport(
+                case=case,
+                version=2,
+                file=f"reports/bulk/{case.pk}-2.pdf",
+                conclusion="Bulk again.",
+                signed_by=self.colleague,
+                signed_at=now,
+            )
+            for case in reopened
+        ]
+        CaseReport.objects.bulk_create(reports)
+        Case.objects.filter(pk__in=[case.pk for case in cases]).update(status=Case.Status.SIGNED_OFF)
+
     def grow(self, size: int) -> Hospital:
         added = range(self.size, size)
         patients = Patient.objects.bulk_create(
@@ -95,6 +129,7 @@ class Hospital:
             self.patient, self.case = patients[0], cases[0]
         for case in cases:
             bulk_scans(case, 1, model_version=self.model_version)
+        self._sign_off(cases[::2], reopened=cases[::4])
         Case.objects.bulk_create(Case(patient=self.patient, owner=self.clinician) for _ in added)
         bulk_scans(self.case, len(added), start=1 + self.size, model_version=self.model_version)
         referred = Case.objects.bulk_create(Case(patient=patients[0], owner=self.colleague) for _ in added)
