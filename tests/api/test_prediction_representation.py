@@ -180,7 +180,7 @@ def test_the_direct_patient_and_case_representations_equal_drfs_fields(clinician
     open_case = CaseFactory(owner=clinician, clinical_question="Back pain?", notes="Referred by GP.")
     open_case.patient.birth_date, open_case.patient.name = datetime.date(1961, 3, 9), "Ayu Lestari"
     open_case.patient.save()
-    cases = {case.pk: case for case in case_list(user=clinician).prefetch_related(*CASE_REPORTS)}
+    cases = {case.pk: case for case in case_list(user=clinician).prefetch_related(CASE_REPORTS)}
     assert {signed.pk, open_case.pk} <= set(cases)
     with timezone.override("Asia/Jakarta"):
         for case in cases.values():
