@@ -90,31 +90,19 @@ class Hospital:
     def _sign_off(self, cases: list[Case], *, reopened: list[Case]) -> None:
         """A signed report on each of `cases`; the `reopened` ones reopened since and signed again."""
         now = timezone.now()
+
+        def report(case: Case, version: int, signer, **reopening) -> CaseReport:
+            file = f"reports/bulk/{case.pk}-{version}.pdf"
+            return CaseReport(
+                case=case, version=version, file=file, conclusion=f"Bulk, version {version}.",
+                signed_by=signer, signed_at=now, **reopening,
+            )  # fmt: skip
+
+        reopening = {"reopened_by": self.colleague, "reopened_at": now, "reopen_reason": "Bulk."}
         reports = [
-            CaseReport(
-                case=case,
-                version=1,
-                file=f"reports/bulk/{case.pk}-1.pdf",
-                conclusion="Bulk.",
-                signed_by=self.clinician,
-                signed_at=now,
-            )
-            for case in cases
+            report(case, 1, self.clinician, **(reopening if case in reopened else {})) for case in cases
         ]
-        for report in reports:
-            if report.case in reopened:
-                report.reopened_by, report.reopened_at, report.reopen_reason = self.colleague, now, "Bulk."
-        reports += [
-            CaseReport(
-                case=case,
-                version=2,
-                file=f"reports/bulk/{case.pk}-2.pdf",
-                conclusion="Bulk again.",
-                signed_by=self.colleague,
-                signed_at=now,
-            )
-            for case in reopened
-        ]
+        reports += [report(case, 2, self.colleague) for case in reopened]
         CaseReport.objects.bulk_create(reports)
         Case.objects.filter(pk__in=[case.pk for case in cases]).update(status=Case.Status.SIGNED_OFF)
 

@@ -296,8 +296,8 @@ class CaseListApi(ListApi):
         return Response(CaseOutputSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
-# What the case representation lists of its reports.
-# A page's reports with their signers and reopeners: one query, however many of its cases were signed off.
+# What the case representation lists of its reports, with their signers and reopeners: one query for a
+# page, however many of its cases were signed off.
 CASE_REPORTS = Prefetch("reports", queryset=CaseReport.objects.select_related("signed_by", "reopened_by"))
 
 
