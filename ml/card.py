@@ -190,8 +190,8 @@ def trained_pair_card(
     """The card of a localiser and a grader as training wrote them (``python -m ml.train_levels`` folders).
     A grader not calibrated yet gets the identity calibration, marked as not fitted."""
     localizer, grader = (
-        _trained_card(localizer_dir, "disc_localizer"),
-        _trained_card(grader_dir, "disc_grader"),
+        read_trained_card(localizer_dir, "disc_localizer"),
+        read_trained_card(grader_dir, "disc_grader"),
     )
     return ModelCard.from_dict(
         {
@@ -243,7 +243,8 @@ def assemble_artifact(
     return card
 
 
-def _trained_card(folder: Path, kind: str) -> dict:
+def read_trained_card(folder: Path, kind: str) -> dict:
+    """The card of one model as ``python -m ml.train_levels`` wrote it, checked to be of ``kind``."""
     path = Path(folder) / CARD_FILE
     try:
         data = json.loads(path.read_text())

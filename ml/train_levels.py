@@ -1,8 +1,8 @@
 """Train, cross-validate and evaluate the per-level models.
 
-``python -m ml.train_levels {localizer,grader,cv,evaluate,bundle,recalibrate} ...``: ``cv`` scores one
-setting of the localiser or a grader by patient folds of the training split, the place to tune; ``evaluate``
-is for the final models.
+``python -m ml.train_levels {localizer,grader,cv,ensemble,evaluate,bundle,recalibrate} ...``: ``cv`` scores
+one setting of the localiser or a grader by patient folds of the training split, the place to tune;
+``ensemble`` joins graders trained with different seeds into one; ``evaluate`` is for the final models.
 """
 
 from __future__ import annotations
@@ -75,6 +75,12 @@ def _parser() -> argparse.ArgumentParser:
             _localizer_flags(command)
         if name != "localizer":
             _grader_flags(command)
+    ensemble = commands.add_parser(
+        "ensemble", help="one grader from graders of one kind trained with different seeds (mean logits)"
+    )
+    ensemble.add_argument("--data", required=True, type=Path, help="the folder the graders were trained on")
+    ensemble.add_argument("--grader", required=True, type=Path, action="append", help="repeat per member")
+    ensemble.add_argument("--out", required=True, type=Path, help="grader folder to create")
     bundle = commands.add_parser("bundle", help="one shippable artifact from a localiser and a grader")
     bundle.add_argument("--localizer", required=True, type=Path)
     bundle.add_argument("--grader", required=True, type=Path)
@@ -128,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "recalibrate":
             training.recalibrate_grader(args.grader, training.load_level_data(args.data, "train"))
+            return 0
+        if args.command == "ensemble":
+            training.ensemble_graders(args.grader, training.load_level_data(args.data, "train"), args.out)
             return 0
         config = _config(args)
         train = training.load_level_data(args.data, "train")

@@ -58,14 +58,67 @@ def build_grader(
     """Inputs ``crop`` (crop_size, crop_size, 1) and ``level`` (3,) one-hot; output ``grade_above`` (B, 4)."""
     crop = keras.Input((crop_size, crop_size, 1), name="crop")
     level = keras.Input((N_LEVELS,), name="level")
-    x = build_body(arch, crop, width=width, blocks=blocks, group_channels=group_channels)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    features = build_body(arch, crop, width=width, blocks=blocks, group_channels=group_channels)
+    return _with_ordinal_head(crop, level, features, dropout, name=f"{arch}_grader")
+
+
+def _with_ordinal_head(crop, level, features, dropout: float, *, name: str) -> keras.Model:
+    """The grader from its inputs and the body's ``features``: pooled, joined with the level, one score."""
+    x = layers.GlobalAveragePooling2D(name="pool")(features)
     x = layers.Dropout(dropout, name="dropout")(x)
     x = layers.Concatenate(name="with_level")([x, level])
     score = layers.Dense(1, use_bias=False, name="ordinal_score")(x)
     logits = OrdinalThresholds(name="grade_logits")(score)
     above = layers.Activation("sigmoid", name="grade_above")(logits)
-    return keras.Model({"crop": crop, "level": level}, above, name=f"{arch}_grader")
+    return keras.Model({"crop": crop, "level": level}, above, name=name)
+
+
+def ensemble_grader(members: list[keras.Model]) -> keras.Model:
+    """One grader whose threshold logits are the mean of the ``members``' (graders of one architecture
+    trained with different seeds): a seed ensemble in the graph and on the card of a single grader.
+
+    The head is linear up to the sigmoid, so the mean of the members' logits is one head over the joined
+    features: its score weights are each member's divided by their number, its level weights and
+    thresholds the members' mean. The joined features keep the name ``features``, so Grad-CAM over them
+    sums the members' maps, each weighted by its share of the mean.
+    """
+    if len(members) < 2:
+        raise ValueError("an ensemble needs at least two graders")
+    crop_shape = tuple(members[0].get_layer("crop").output.shape[1:])
+    if any(tuple(m.get_layer("crop").output.shape[1:]) != crop_shape for m in members):
+        raise ValueError("the graders of an ensemble must take crops of one size")
+    crop = keras.Input(crop_shape, name="crop")
+    level = keras.Input((N_LEVELS,), name="level")
+    bodies = [
+        keras.Model(m.get_layer("crop").output, m.get_layer("features").output, name=f"member_{i}")
+        for i, m in enumerate(members)
+    ]
+    features = layers.Concatenate(name="features")([body(crop) for body in bodies])
+    # The body's last block pools its features; pooling works channel by channel, so pooling the joined
+    # features equals joining the pooled ones.
+    pooling = members[0].get_layer("pool").input._keras_history.operation
+    if pooling.name != "features":
+        if not isinstance(pooling, layers.MaxPooling2D):
+            raise ValueError(f"unexpected layer {pooling.name!r} between the features and the head")
+        features = layers.MaxPooling2D.from_config({**pooling.get_config(), "name": "features_pool"})(
+            features
+        )
+    model = _with_ordinal_head(crop, level, features, 0.0, name=f"{members[0].name}_ensemble")
+    kernels = [m.get_layer("ordinal_score").get_weights()[0] for m in members]
+    channels = [kernel.shape[0] - N_LEVELS for kernel in kernels]
+    pooled = [kernel[:c] / len(members) for kernel, c in zip(kernels, channels, strict=True)]
+    by_level = np.mean([kernel[c:] for kernel, c in zip(kernels, channels, strict=True)], axis=0)
+    model.get_layer("ordinal_score").set_weights([np.vstack([*pooled, by_level])])
+    thresholds = np.mean([m.get_layer("grade_logits").get_weights()[0] for m in members], axis=0)
+    model.get_layer("grade_logits").set_weights([thresholds])
+    return model
+
+
+def mean_logit(above: np.ndarray, axis: int = 0) -> np.ndarray:
+    """P(grade > k) of an ensemble from its members' (stacked along ``axis``): sigmoid of the mean logit,
+    as ``ensemble_grader`` computes it."""
+    p = np.clip(np.asarray(above, dtype=np.float64), 1e-7, 1.0 - 1e-7)
+    return 1.0 / (1.0 + np.exp(-np.mean(np.log(p / (1.0 - p)), axis=axis)))
 
 
 def ordinal_targets(grades: np.ndarray) -> np.ndarray:

@@ -17,8 +17,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import ml.involution  # noqa: F401  (registers the Involution layer for deserialisation)
-from ml.card import GRADER_FILE, LOCALIZER_FILE, TRAINED_MODEL_FILE, ModelCard, trained_pair_card
+from ml.card import (
+    GRADER_FILE,
+    LOCALIZER_FILE,
+    TRAINED_MODEL_FILE,
+    ModelCard,
+    trained_pair_card,
+)
 from ml.errors import ArtifactError
 from ml.levels.discs import LEVEL_NAMES, N_LEVELS, disc_spacing
 from ml.levels.gate import check_input
@@ -33,6 +38,7 @@ from ml.levels.grading import (
 )
 from ml.levels.localization import Located, decode_heatmaps, decode_turned, with_turned_copies
 from ml.preprocessing import enhance, preprocess
+from ml.saving import load_keras
 
 NOT_ASSESSABLE = "not_assessable"
 
@@ -55,13 +61,6 @@ class ScanAnalysis:
     heatmap: np.ndarray | None = None  # Grad-CAM in [0, 1], image-sized; None when not assessable
 
 
-def _load_model(path: Path) -> keras.Model:
-    try:
-        return keras.saving.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a damaged or missing file
-        raise ArtifactError(f"cannot load {path}: {exc}") from exc
-
-
 class LevelAnalyser:
     """A loaded model artifact: ``analyse`` turns a decoded slice into a ``ScanAnalysis``."""
 
@@ -79,15 +78,15 @@ class LevelAnalyser:
     def from_artifact(cls, artifact_dir: str | Path) -> LevelAnalyser:
         folder = Path(artifact_dir)
         card = ModelCard.read(folder)
-        return cls(card, _load_model(folder / LOCALIZER_FILE), _load_model(folder / GRADER_FILE))
+        return cls(card, load_keras(folder / LOCALIZER_FILE), load_keras(folder / GRADER_FILE))
 
     @classmethod
     def from_trained(cls, localizer_dir: str | Path, grader_dir: str | Path) -> LevelAnalyser:
         """A localiser and a grader as training wrote them, before they are bundled into an artifact."""
         localizer_dir, grader_dir = Path(localizer_dir), Path(grader_dir)
         card = trained_pair_card(localizer_dir, grader_dir, name=grader_dir.name, version="")
-        localizer = _load_model(localizer_dir / TRAINED_MODEL_FILE)
-        return cls(card, localizer, _load_model(grader_dir / TRAINED_MODEL_FILE))
+        localizer = load_keras(localizer_dir / TRAINED_MODEL_FILE)
+        return cls(card, localizer, load_keras(grader_dir / TRAINED_MODEL_FILE))
 
     @cached_property
     def _locate(self):

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ml.card import TRAINED_MODEL_FILE, read_trained_card
 from ml.data import Sample, load_folder, load_images
 from ml.errors import ArtifactError, DataError
 from ml.evaluation import roc_auc
@@ -46,9 +47,11 @@ from ml.levels.grading import (
     build_grader,
     crop_discs,
     degenerated_probability,
+    ensemble_grader,
     image_probability,
     image_probability_independent_levels,
     level_inputs,
+    mean_logit,
     ordinal_targets,
     predicted_grades,
 )
@@ -64,6 +67,7 @@ from ml.levels.localization import (
 )
 from ml.levels.metrics import balanced_accuracy, grading_metrics
 from ml.preprocessing import PreprocessSpec, enhance, preprocess, to_single_channel
+from ml.saving import load_keras
 
 SHIFT_PROBABILITY = 0.8
 # The data every model here is trained on, recorded in each card.
@@ -513,6 +517,11 @@ def cross_validate_grader(
     return _cross_validation_card(above, train, folds)[1]
 
 
+def _scores_of(saved, train: LevelData) -> bool:
+    """Whether saved out-of-fold scores are of the images of ``train``."""
+    return np.array_equal(saved["patients"], train.patients) and np.array_equal(saved["labels"], train.labels)
+
+
 def recalibrate_grader(grader_dir: Path, train: LevelData, *, log: Callable[[str], None] = print) -> dict:
     """Fit the calibration and the out-of-fold figures again from the out-of-fold scores that training with
     ``calibration_folds`` kept beside the grader (after a change of the image rule, say), into its card."""
@@ -521,10 +530,7 @@ def recalibrate_grader(grader_dir: Path, train: LevelData, *, log: Callable[[str
         saved = np.load(grader_dir / "out_of_fold.npz")
     except OSError as exc:
         raise ArtifactError(f"no out-of-fold scores in {grader_dir}; train with --calibration-folds") from exc
-    same_images = np.array_equal(saved["patients"], train.patients) and np.array_equal(
-        saved["labels"], train.labels
-    )
-    if not same_images:
+    if not _scores_of(saved, train):
         raise DataError(f"the out-of-fold scores in {grader_dir} are of other images than this training set")
     card_path = grader_dir / "model_card.json"
     card = json.loads(card_path.read_text())
@@ -582,6 +588,56 @@ def train_grader(
     }
     _save(model, card, output_dir)
     log(f"{arch} grader written to {output_dir} after {seconds:.0f}s")
+    return card
+
+
+def ensemble_graders(
+    grader_dirs: list[Path], train: LevelData, output_dir: Path, *, log: Callable[[str], None] = print
+) -> dict:
+    """One grader folder from graders of one architecture and crop trained with different seeds
+    (``ensemble_grader``: the mean of their logits). Where every member kept out-of-fold scores of
+    ``train``, the ensemble's are the mean of theirs (each member's are out of fold, so their mean is too),
+    and its calibration and out-of-fold figures are fitted on them; otherwise it is left uncalibrated, for
+    ``evaluate --store-calibration``.
+    """
+    output_dir = Path(output_dir)
+    _check_output(output_dir)
+    grader_dirs = [Path(folder) for folder in grader_dirs]
+    if len(set(grader_dirs)) != len(grader_dirs) or len(grader_dirs) < 2:
+        raise DataError("an ensemble needs at least two different grader folders")
+    cards = [read_trained_card(folder, "disc_grader") for folder in grader_dirs]
+    shared = ("architecture", "preprocess", "crop_size", "crop_scale", "gradcam_layer")
+    for key in shared:
+        if any(card.get(key) != cards[0].get(key) for card in cards):
+            raise DataError(f"the graders differ in {key}; an ensemble takes graders of one kind")
+    members = [load_keras(folder / TRAINED_MODEL_FILE) for folder in grader_dirs]
+    model = ensemble_grader(members)
+    card = {
+        **{key: cards[0][key] for key in ("kind", "level_names", *shared)},
+        "parameters": int(model.count_params()),
+        "training": {
+            **{key: value for key, value in cards[0]["training"].items() if key not in ("seed", "seconds")},
+            "seeds": [card["training"]["seed"] for card in cards],
+            "seconds": [card["training"]["seconds"] for card in cards],
+        },
+        "ensemble": {"members": len(members), "rule": "mean of the members' threshold logits"},
+        "data_attribution": cards[0]["data_attribution"],
+    }
+    scores = [folder / "out_of_fold.npz" for folder in grader_dirs]
+    if all(path.is_file() for path in scores):
+        saved = [np.load(path) for path in scores]
+        if not all(_scores_of(kept, train) for kept in saved):
+            raise DataError("the graders' out-of-fold scores are of other images than this training set")
+        above = mean_logit(np.stack([kept["above"] for kept in saved]))
+        calibration, figures = _cross_validation_card(above, train, cards[0]["cross_validation"]["folds"])
+        card["calibration"], card["cross_validation"] = calibration.to_dict(), figures
+        output_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(output_dir / "out_of_fold.npz", above=above, labels=train.labels, patients=train.patients)
+        log(f"out of fold: {figures}; calibration {calibration}")
+    else:
+        log("not every grader kept out-of-fold scores: the ensemble is left uncalibrated")
+    _save(model, card, output_dir)
+    log(f"ensemble of {len(members)} graders ({card['parameters']:,} parameters) written to {output_dir}")
     return card
 
 

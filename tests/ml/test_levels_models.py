@@ -9,7 +9,14 @@ import keras
 import numpy as np
 import pytest
 
-from ml.levels.grading import OrdinalThresholds, build_grader, crop_discs, level_inputs
+from ml.levels.grading import (
+    OrdinalThresholds,
+    build_grader,
+    crop_discs,
+    ensemble_grader,
+    level_inputs,
+    mean_logit,
+)
 from ml.levels.localization import (
     build_localizer,
     flip_averaged,
@@ -85,6 +92,36 @@ def test_grader_round_trips_through_a_keras_file(tmp_path):
 
     assert isinstance(loaded.get_layer("grade_logits"), OrdinalThresholds)
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+
+
+def _logits(model: keras.Model, x: dict) -> np.ndarray:
+    return np.asarray(keras.Model(model.inputs, model.get_layer("grade_logits").output)(x))
+
+
+@pytest.mark.parametrize("arch", ["vgg", "invgg"])
+def test_an_ensemble_grader_averages_its_members_logits_in_one_model(tmp_path, arch):
+    members = []
+    for seed in (1, 2, 3):
+        keras.utils.set_random_seed(seed)
+        members.append(build_grader(arch, 32, width=4))
+    x = {"crop": np.random.default_rng(0).random((6, 32, 32, 1)).astype(np.float32), "level": level_inputs(2)}
+
+    ensemble = ensemble_grader(members)
+    ensemble.save(tmp_path / "ensemble.keras")
+    loaded = keras.saving.load_model(tmp_path / "ensemble.keras", compile=False)
+
+    mean = np.mean([_logits(member, x) for member in members], axis=0)
+    np.testing.assert_allclose(_logits(loaded, x), mean, atol=1e-5)
+    np.testing.assert_allclose(loaded(x), mean_logit(np.stack([member(x) for member in members])), atol=1e-5)
+    # Grad-CAM reads the joined features of every member, ahead of the head
+    assert (
+        loaded.get_layer("features").output.shape[-1] == 3 * members[0].get_layer("features").output.shape[-1]
+    )
+    assert loaded.count_params() < sum(member.count_params() for member in members)
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble_grader(members[:1])
+    with pytest.raises(ValueError, match="one size"):
+        ensemble_grader([members[0], build_grader(arch, 64, width=4)])
 
 
 def test_disc_crops_are_centred_on_their_disc():
@@ -206,18 +243,32 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path, eager):
     assert recalibrated["calibration"] == grader_card["calibration"]
     assert recalibrated["cross_validation"] == grader_card["cross_validation"]
     assert main(["recalibrate", "--data", str(SAMPLE_DATA), "--grader", str(tmp_path / "loc")]) == 2
+    second = ["--out", str(tmp_path / "grader2"), "--arch", "vgg", "--crop-size", "32", "--seed", "2"]
+    assert main(["grader", *common, *second, "--crop-scale", "2.0", "--calibration-folds", "2"]) == 0
+    members = ["--grader", str(tmp_path / "grader"), "--grader", str(tmp_path / "grader2")]
+    ensemble = ["ensemble", "--data", str(SAMPLE_DATA), *members, "--out", str(tmp_path / "ensemble")]
+    assert main(ensemble) == 0
+    ensemble_card = json.loads((tmp_path / "ensemble" / "model_card.json").read_text())
+    assert ensemble_card["ensemble"]["members"] == 2 and ensemble_card["training"]["seeds"][1] == 2
+    assert ensemble_card["calibration"]["fitted_on"].startswith("out-of-fold")
+    above = [np.load(tmp_path / name / "out_of_fold.npz")["above"] for name in ("grader", "grader2")]
+    np.testing.assert_allclose(
+        np.load(tmp_path / "ensemble" / "out_of_fold.npz")["above"], mean_logit(np.stack(above))
+    )
+    assert main(ensemble) == 2  # never overwrites
+    assert main([*ensemble[:-1], str(tmp_path / "other"), "--grader", str(tmp_path / "loc")]) == 2
     card = json.loads((tmp_path / "loc" / "model_card.json").read_text())
     assert set(card) >= {"kind", "level_names", "preprocess", "box_shape", "gate", "parameters", "training"}
     assert main(["localizer", *common, "--out", str(tmp_path / "loc")]) == 2  # never overwrites
 
-    bundle = ["--localizer", str(tmp_path / "loc"), "--grader", str(tmp_path / "grader")]
+    bundle = ["--localizer", str(tmp_path / "loc"), "--grader", str(tmp_path / "ensemble")]
     figures_file = tmp_path / "figures.json"
     evaluate = ["evaluate", "--data", str(SAMPLE_DATA), *bundle, "--split", "train"]
     assert main([*evaluate, "--json", str(figures_file), "--store-calibration"]) == 0
-    figures = json.loads(figures_file.read_text())["graders"]["grader"]
+    figures = json.loads(figures_file.read_text())["graders"]["ensemble"]
     assert set(figures["plain"]) >= {"localization", "levels", "grading", "image", "calibration"}
     assert figures["shifted"]["image"]["n"] == 6 and set(figures["gate_synthetic"]) >= {"noise", "flat"}
-    fitted = json.loads((tmp_path / "grader" / "model_card.json").read_text())["calibration"]
+    fitted = json.loads((tmp_path / "ensemble" / "model_card.json").read_text())["calibration"]
     assert fitted["fitted_on"] == "train split, 6 images"
     assert main(["bundle", *bundle, "--out", str(tmp_path / "model"), "--name", "t", "--version", "1"]) == 0
     analyser = LevelAnalyser.from_artifact(tmp_path / "model")
