@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from ml.levels.calibration import Calibration
 from ml.models import ModelVersion
 from tests.factories import ModelVersionFactory, PredictionFactory, png_bytes, write_artifact
 
@@ -19,7 +20,15 @@ METRICS = {
 
 
 def test_models_page_shows_the_active_model_card_metrics_plots_and_override_rate(client, clinician, tmp_path):
-    write_artifact(tmp_path, "invgg-1", "invgg", facts={"dataset": "Sudirman T2"})
+    ensemble = {"members": 3, "rule": "mean of the members' threshold logits"}
+    calibration = Calibration(0.81234, -0.2, fitted_on="val split, 78 images")
+    write_artifact(
+        tmp_path,
+        "invgg-1",
+        "invgg",
+        calibration=calibration,
+        facts={"dataset": "Sudirman T2", "ensemble": ensemble},
+    )
     (tmp_path / "roc_curve.png").write_bytes(png_bytes())
     ModelVersion.objects.update(is_active=False)  # a shipped model may be active after migrate
     model = ModelVersionFactory(name="invgg-1", artifact_path=str(tmp_path), is_active=True, metrics=METRICS)
@@ -34,6 +43,8 @@ def test_models_page_shows_the_active_model_card_metrics_plots_and_override_rate
     client.force_login(clinician)
     html = client.get("/models/").content.decode()
     assert "Sudirman T2" in html and "slope 0.812" in html and "L3-L4, L4-L5, L5-S1" in html
+    assert "fitted on val split, 78 images" in html
+    assert "3 graders trained with different seeds, their logits averaged" in html and "Ensemble" not in html
     assert '<th scope="row">ROC AUC</th><td>0.912</td>' in html and "<td>78</td>" in html
     assert '<th scope="row">L4-L5</th><td>78</td><td>0.600</td><td>0.980</td><td>0.712</td>' in html
     assert "localization · found_rate" in html and "0.97" in html
