@@ -53,6 +53,15 @@ def test_a_folder_without_both_models_is_not_an_artifact(tmp_path):
         ModelCard.read(tmp_path)
 
 
+def test_an_artifact_with_a_damaged_model_file_says_which_file_cannot_load(tmp_path):
+    from ml.levels.pipeline import LevelAnalyser
+
+    write_artifact(tmp_path)  # a complete card beside placeholder bytes where the models should be
+
+    with pytest.raises(ArtifactError, match="cannot load .*localizer.keras"):
+        LevelAnalyser.from_artifact(tmp_path)
+
+
 def _trained(folder, kind: str, **card) -> None:
     folder.mkdir()
     (folder / "model.keras").write_bytes(b"weights")
