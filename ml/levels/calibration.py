@@ -13,7 +13,7 @@ import numpy as np
 EPSILON = 1e-6
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
+def logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), EPSILON, 1 - EPSILON)
     return np.log(p / (1 - p))
 
@@ -25,7 +25,7 @@ class Calibration:
     fitted_on: str = ""  # what it was fitted on, for the model card
 
     def apply(self, p: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-(self.slope * _logit(p) + self.intercept)))
+        return 1.0 / (1.0 + np.exp(-(self.slope * logit(p) + self.intercept)))
 
     def to_dict(self) -> dict:
         data = {"method": "platt", **asdict(self)}
@@ -40,7 +40,7 @@ class Calibration:
     @classmethod
     def fit(cls, p: np.ndarray, labels: np.ndarray, *, l2: float = 1e-3, steps: int = 50) -> Calibration:
         """Damped Newton's method on the log loss (a tiny L2 term keeps separable data finite)."""
-        x = _logit(p)
+        x = logit(p)
         y = np.asarray(labels, dtype=np.float64)
         if x.size == 0 or y.min() == y.max():
             raise ValueError("calibration needs probabilities for both classes")

@@ -16,6 +16,7 @@ import numpy as np
 from keras import layers
 
 from ml.architectures import build_body
+from ml.levels.calibration import logit
 from ml.levels.discs import N_LEVELS, disc_spacing
 
 N_GRADES = 5
@@ -96,7 +97,8 @@ def ensemble_grader(members: list[keras.Model]) -> keras.Model:
     features = layers.Concatenate(name="features")([body(crop) for body in bodies])
     # The body's last block pools its features; pooling works channel by channel, so pooling the joined
     # features equals joining the pooled ones.
-    pooling = members[0].get_layer("pool").input._keras_history.operation
+    head_input = members[0].get_layer("pool").input
+    pooling = next(layer for layer in members[0].layers if layer.output is head_input)
     if pooling.name != "features":
         if not isinstance(pooling, layers.MaxPooling2D):
             raise ValueError(f"unexpected layer {pooling.name!r} between the features and the head")
@@ -117,8 +119,7 @@ def ensemble_grader(members: list[keras.Model]) -> keras.Model:
 def mean_logit(above: np.ndarray, axis: int = 0) -> np.ndarray:
     """P(grade > k) of an ensemble from its members' (stacked along ``axis``): sigmoid of the mean logit,
     as ``ensemble_grader`` computes it."""
-    p = np.clip(np.asarray(above, dtype=np.float64), 1e-7, 1.0 - 1e-7)
-    return 1.0 / (1.0 + np.exp(-np.mean(np.log(p / (1.0 - p)), axis=axis)))
+    return 1.0 / (1.0 + np.exp(-np.mean(logit(above), axis=axis)))
 
 
 def ordinal_targets(grades: np.ndarray) -> np.ndarray:

@@ -17,13 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ml.card import (
-    GRADER_FILE,
-    LOCALIZER_FILE,
-    TRAINED_MODEL_FILE,
-    ModelCard,
-    trained_pair_card,
-)
+from ml.card import GRADER_FILE, LOCALIZER_FILE, TRAINED_MODEL_FILE, ModelCard, trained_pair_card
 from ml.errors import ArtifactError
 from ml.levels.discs import LEVEL_NAMES, N_LEVELS, disc_spacing
 from ml.levels.gate import check_input
