@@ -3,7 +3,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from axes.models import AccessAttempt
+from django.db import connection
 from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from knox.models import AuthToken
 from knox.settings import CONSTANTS
@@ -12,7 +14,7 @@ from rest_framework.test import APIClient
 from diagnosis.services.accounts import token_create, token_purge_expired
 from diagnosis.tasks import purge_expired_tokens
 from tests.api.conftest import assert_error
-from tests.factories import ClinicianFactory
+from tests.factories import ClinicianFactory, PatientFactory
 
 URL = "/api/v1/auth/token/"
 PASSWORD = "correct-horse-battery"
@@ -82,6 +84,20 @@ def test_a_request_reads_only_its_own_token_and_the_beat_purges_every_expired_on
     assert set(AuthToken.objects.values_list("token_key", flat=True)) == {key(live.token), key(kept.token)}
     assert can_list_patients(live.token) and can_list_patients(kept.token)
     assert token_purge_expired() == 0
+
+
+def test_the_token_query_answers_group_membership_and_a_removal_counts_at_the_next_request(clinician):
+    PatientFactory(created_by=clinician)
+    client = token_client(token_create(user=clinician).token)
+    # The token with its user and group membership in one query: none of its own for the group, which the
+    # list's scope needs.
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/v1/patients/").json()["count"] == 1
+    first, *others = (query["sql"] for query in queries.captured_queries)
+    assert "knox_authtoken" in first and "auth_group" in first
+    assert others and not any("auth_group" in sql for sql in others)
+    clinician.groups.clear()
+    assert client.get("/api/v1/patients/").json()["count"] == 0
 
 
 def test_tokens_are_stored_hashed(clinician):

@@ -9,9 +9,9 @@ from tests.factories import PredictionFactory, ScanFactory
 def test_prediction_detail_lists_each_level_with_grade_probabilities_and_box(
     api, prediction, django_assert_num_queries
 ):
-    # The token and the requester's group, the prediction with its scan and case, the access log line,
+    # The token with the requester's group, the prediction with its scan and case, the access log line,
     # its levels, reviews and exclusion (no model version here): the levels are read once.
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(6):
         body = api.get(f"/api/v1/predictions/{prediction.pk}/").json()
 
     assert (body["label"], body["reason"]) == ("ddd", "")
