@@ -6,8 +6,11 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
-from diagnosis.api.pagination import CachedCountPaginator
+from diagnosis.api.pagination import CachedCountPaginator, Pagination
+from diagnosis.models import Prediction
+from diagnosis.services.accounts import token_create
 from tests.bulk import Hospital
 from tests.factories import PredictionFactory, ScanFactory
 
@@ -65,3 +68,25 @@ def test_a_large_count_is_counted_once_for_a_few_seconds_and_a_small_one_always(
     assert small < 10
     PredictionFactory(scan=ScanFactory(case=hospital.case), status="failed", error="Out of memory.")
     assert api.get("/api/v1/predictions/?status=failed").json()["count"] == small + 1
+
+
+def test_a_cached_count_is_kept_per_user_and_filter_and_shared_by_the_pages_of_one_list(
+    api, clinician, other_clinician, monkeypatch
+):
+    monkeypatch.setattr(CachedCountPaginator, "LARGE_COUNT", 10)
+    monkeypatch.setattr(Pagination, "page_size", 5)
+    hospital = Hospital(clinician, other_clinician)
+    hospital.grow(12)
+    assert api.get("/api/v1/predictions/").json()["count"] >= 10
+    with CaptureQueriesContext(connection) as second_page:
+        api.get("/api/v1/predictions/?page=2")
+    assert not any("COUNT(" in query["sql"] for query in second_page.captured_queries)
+    # The colleague's own count, not the clinician's cached one: they see only their own predictions.
+    colleague = APIClient()
+    colleague.credentials(HTTP_AUTHORIZATION=f"Token {token_create(user=other_clinician).token}")
+    own = Prediction.objects.filter(scan__case__owner=other_clinician).count()
+    assert colleague.get("/api/v1/predictions/").json()["count"] == own
+    # A filter counts its own rows.
+    case_count = Prediction.objects.filter(scan__case=hospital.case).count()
+    assert case_count >= 10
+    assert api.get(f"/api/v1/predictions/?case={hospital.case.pk}").json()["count"] == case_count
