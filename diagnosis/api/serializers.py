@@ -324,7 +324,8 @@ class PredictionLevelSerializer(serializers.ModelSerializer):
         model = PredictionLevel
         fields = ["level", "grade", "grade_probabilities", "degenerated_probability", "box"]
 
-    def to_representation(self, finding: PredictionLevel) -> dict:
+    def to_representation(self, finding: PredictionLevel | tuple) -> dict:
+        """From a PredictionLevel or a row with its field names (selectors.prediction_related)."""
         return {
             "level": finding.level,
             "grade": finding.grade,
