@@ -3,6 +3,7 @@ present with an output serializer. Errors leave through diagnosis.api.errors."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.db.models import Prefetch, QuerySet
 from django_filters import FilterSet
@@ -296,9 +297,22 @@ class CaseListApi(ListApi):
         return Response(CaseOutputSerializer(case).data, status=status.HTTP_201_CREATED)
 
 
-# What the case representation lists of its reports, with their signers and reopeners: one query for a
-# page, however many of its cases were signed off.
-CASE_REPORTS = Prefetch("reports", queryset=CaseReport.objects.select_related("signed_by", "reopened_by"))
+# What the case representation lists of its reports, with their signers' and reopeners' usernames: one
+# query for a page, however many of its cases were signed off, of only the columns the list shows (all of
+# two users' columns were a third of that query's time).
+CASE_REPORTS = Prefetch(
+    "reports",
+    queryset=CaseReport.objects.select_related("signed_by", "reopened_by").only(
+        "case",
+        "version",
+        "conclusion",
+        "signed_at",
+        "reopened_at",
+        "reopen_reason",
+        f"signed_by__{get_user_model().USERNAME_FIELD}",
+        f"reopened_by__{get_user_model().USERNAME_FIELD}",
+    ),
+)
 
 
 def case_output(request: Request, pk: int) -> dict:
