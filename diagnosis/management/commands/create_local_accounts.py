@@ -37,7 +37,8 @@ class Command(BaseCommand):
                 f"admin      {admin_password}  (staff: everything, and /admin/)\n"
             )
             credentials.chmod(0o600)
-        self.stdout.write("Log in at http://127.0.0.1:8000/ with one of these accounts (user, password):")
+        # The address is make run's to print: it knows the host and port it starts the server on.
+        self.stdout.write("Log in with one of these accounts (user, password):")
         if credentials.exists():
             self.stdout.write(credentials.read_text())
         else:
