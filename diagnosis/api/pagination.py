@@ -24,14 +24,12 @@ class CachedCountPaginator(Paginator):
     LARGE_COUNT = 1000
     COUNT_SECONDS = 10
 
-    def __init__(self, object_list, per_page, *, count_key: str | None = None, **kwargs) -> None:
+    def __init__(self, object_list, per_page, *, count_key: str, **kwargs) -> None:
         super().__init__(object_list, per_page, **kwargs)
         self.count_key = count_key
 
     @cached_property
     def count(self) -> int:
-        if self.count_key is None:
-            return super().count
         count = cache.get(self.count_key)
         if count is None:
             count = super().count
@@ -45,15 +43,10 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
 
-    count_key: str | None = None
-
-    def paginate_queryset(self, queryset, request: Request, view=None):
-        self.count_key = self._count_key(request)
-        return super().paginate_queryset(queryset, request, view)
-
     def django_paginator_class(self, object_list, per_page: int) -> CachedCountPaginator:
-        # DRF builds its paginator as `self.django_paginator_class(queryset, page_size)`.
-        return CachedCountPaginator(object_list, per_page, count_key=self.count_key)
+        # DRF's paginate_queryset keeps the request, then builds its paginator as
+        # `self.django_paginator_class(queryset, page_size)`.
+        return CachedCountPaginator(object_list, per_page, count_key=self._count_key(self.request))
 
     def _count_key(self, request: Request) -> str:
         """What decides the rows a list counts: the user (their scope), the route and every query parameter
