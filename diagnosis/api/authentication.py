@@ -4,10 +4,11 @@ only the presented token's expiry, and loading the user's clinicians-group membe
 from __future__ import annotations
 
 import binascii
+from functools import cache
 from hmac import compare_digest
 
 from django.contrib.auth.models import Group
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
@@ -31,13 +32,7 @@ class TokenAuthentication(KnoxTokenAuthentication):
             text = token.decode("utf-8")
         except UnicodeDecodeError:
             raise invalid from None
-        in_group = Group.objects.filter(name=CLINICIANS_GROUP, user=OuterRef("user_id"))
-        candidates = (
-            get_token_model()
-            .objects.filter(token_key=text[: CONSTANTS.TOKEN_KEY_LENGTH])
-            .select_related("user")
-            .annotate(user_in_clinicians_group=Exists(in_group))
-        )
+        candidates = _tokens_with_users().filter(token_key=text[: CONSTANTS.TOKEN_KEY_LENGTH])
         for auth_token in candidates:
             if self._cleanup_token(auth_token):
                 continue
@@ -62,6 +57,16 @@ class TokenAuthentication(KnoxTokenAuthentication):
         auth_token.delete()
         token_expired.send(sender=self.__class__, username=username, source="auth_token")
         return True
+
+
+@cache
+def _tokens_with_users() -> QuerySet[AuthToken]:
+    """The tokens with their users and whether each user is a clinician, never evaluated itself: each request
+    filters a copy. Built once per process, since building the annotation took 0.2 ms of every API request."""
+    in_group = Group.objects.filter(name=CLINICIANS_GROUP, user=OuterRef("user_id"))
+    return (
+        get_token_model().objects.select_related("user").annotate(user_in_clinicians_group=Exists(in_group))
+    )
 
 
 class TokenScheme(KnoxTokenScheme):
