@@ -28,6 +28,7 @@ from diagnosis.selectors import (
     ReviewLevelRead,
     ReviewRead,
     prediction_related,
+    prediction_summaries,
 )
 from ml.models import ModelVersion
 
@@ -240,9 +241,10 @@ class PredictionSummarySerializer(serializers.ModelSerializer):
         model = Prediction
         fields = ["id", "status", "label", "reason", "probability"]
 
-    def to_representation(self, prediction: Prediction) -> dict:
+    def to_representation(self, prediction: tuple) -> dict:
+        """`prediction`: a row of selectors.prediction_summaries."""
         return {
-            "id": prediction.pk,
+            "id": prediction.id,
             "status": prediction.status,
             "label": prediction.label,
             "reason": prediction.reason,
@@ -478,10 +480,33 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+class ScanPageSerializer(serializers.ListSerializer):
+    """A list of scans, with their predictions' summaries loaded once for all of them."""
+
+    def to_representation(self, data) -> list[dict]:
+        scans = list(data.all() if hasattr(data, "all") else data)
+        self.child.load_summaries(scans)
+        return [self.child.to_representation(scan) for scan in scans]
+
+
 class ScanOutputSerializer(serializers.ModelSerializer):
     uploaded_by = serializers.CharField(source="uploaded_by.get_username")
     file_url = serializers.SerializerMethodField()
     predictions = PredictionSummarySerializer(many=True)
+
+    # The predictions' summaries (selectors.prediction_summaries) of the page a list serializer loaded, or
+    # else of the one scan serialized.
+    _summaries: dict[int, list[tuple]] | None = None
+    _summaries_of: frozenset[int] = frozenset()
+
+    def load_summaries(self, scans: list[Scan]) -> dict[int, list[tuple]]:
+        self._summaries = prediction_summaries([scan.pk for scan in scans])
+        self._summaries_of = frozenset(scan.pk for scan in scans)
+        return self._summaries
+
+    def summaries(self, scan: Scan) -> list[tuple]:
+        loaded = self._summaries if scan.pk in self._summaries_of else self.load_summaries([scan])
+        return loaded.get(scan.pk, [])
 
     class Meta:
         model = Scan
@@ -503,6 +528,7 @@ class ScanOutputSerializer(serializers.ModelSerializer):
             "file_url",
             "predictions",
         ]
+        list_serializer_class = ScanPageSerializer
 
     def to_representation(self, scan: Scan) -> dict:
         return {
@@ -521,7 +547,7 @@ class ScanOutputSerializer(serializers.ModelSerializer):
             "note": scan.note,
             "series": scan.series_id,
             "file_url": self.get_file_url(scan),
-            "predictions": [self._summary.to_representation(p) for p in scan.predictions.all()],
+            "predictions": [self._summary.to_representation(p) for p in self.summaries(scan)],
         }
 
     @cached_property
