@@ -24,6 +24,7 @@ from diagnosis.models import (
     Series,
 )
 from diagnosis.selectors import (
+    ExclusionRead,
     PredictionRelated,
     ReviewLevelRead,
     ReviewRead,
@@ -344,6 +345,13 @@ class NotUsedOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = PredictionExclusion
         fields = ["reason", "by", "at"]
+
+    def to_representation(self, exclusion: ExclusionRead) -> dict:
+        return {
+            "reason": exclusion.reason,
+            "by": exclusion.excluded_by,
+            "at": _datetime(exclusion.created_at),
+        }
 
 
 class PredictionPageSerializer(serializers.ListSerializer):

@@ -13,6 +13,7 @@ from rest_framework.test import APIRequestFactory
 
 from diagnosis.api.serializers import (
     CaseOutputSerializer,
+    NotUsedOutputSerializer,
     PatientOutputSerializer,
     PredictionOutputSerializer,
     ReviewOutputSerializer,
@@ -20,7 +21,7 @@ from diagnosis.api.serializers import (
     ScanUploadOutputSerializer,
 )
 from diagnosis.api.views import CASE_REPORTS
-from diagnosis.models import Review
+from diagnosis.models import PredictionExclusion, Review
 from diagnosis.selectors import (
     case_list,
     patient_list,
@@ -136,6 +137,16 @@ def test_reviews_read_as_rows_for_a_page_show_as_drfs_fields_of_the_reviews(
             ReviewOutputSerializer(review), review
         )
         assert serializer.to_representation(review) == serializer.to_representation(read[review.pk])
+
+
+def test_exclusions_read_as_rows_for_a_page_show_as_drfs_fields_of_the_exclusion(predictions):
+    related = prediction_related(predictions)
+    exclusion = PredictionExclusion.objects.get()
+    assert set(related.exclusions) == {exclusion.prediction_id} == {predictions[1].pk}
+    with timezone.override("America/New_York"):
+        direct = NotUsedOutputSerializer().to_representation(related.exclusions[exclusion.prediction_id])
+        assert direct == _generic(NotUsedOutputSerializer(exclusion), exclusion)
+    assert direct["by"] == exclusion.excluded_by.username and direct["reason"] == "motion artefact"
 
 
 def test_the_direct_scan_representation_equals_drfs_fields(clinician, predictions):
