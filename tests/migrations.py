@@ -18,3 +18,18 @@ def migrate(targets: list[tuple[str, str]]) -> Apps:
 def migrate_to_latest() -> None:
     """Back to the latest migrations, as the other tests expect the database."""
     migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+def legacy_owner_and_patient(apps: Apps) -> tuple:
+    """A user and a patient of theirs, created with the models as they were at `apps`' state."""
+    user = apps.get_model("auth", "User").objects.create(username="legacy")
+    patient = apps.get_model("diagnosis", "Patient").objects.create(identifier="LEGACY-1", created_by=user)
+    return user, patient
+
+
+def legacy_scan(apps: Apps, *, number: int, case, uploaded_by, **fields):
+    """A scan with the least a scan needs at `apps`' state (a 1x1 PNG's columns), unique by `number`."""
+    return apps.get_model("diagnosis", "Scan").objects.create(
+        case=case, file=f"{number}.png", original_name=f"{number}.png", sha256=f"{number:064d}",
+        format="png", width=1, height=1, uploaded_by=uploaded_by, **fields,
+    )  # fmt: skip

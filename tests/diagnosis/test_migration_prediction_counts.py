@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.migrations import migrate, migrate_to_latest
+from tests.migrations import legacy_owner_and_patient, legacy_scan, migrate, migrate_to_latest
 
 BEFORE = [("diagnosis", "0017_prediction_superseded_at")]
 AFTER = [("diagnosis", "0018_case_prediction_counts")]
@@ -13,22 +13,16 @@ AFTER = [("diagnosis", "0018_case_prediction_counts")]
 @pytest.mark.django_db(transaction=True)
 def test_each_case_gets_the_counts_of_its_current_predictions():
     apps = migrate(BEFORE)
-    user = apps.get_model("auth", "User").objects.create(username="legacy")
-    Patient = apps.get_model("diagnosis", "Patient")
+    user, patient = legacy_owner_and_patient(apps)
     Case = apps.get_model("diagnosis", "Case")
-    Scan = apps.get_model("diagnosis", "Scan")
     Prediction = apps.get_model("diagnosis", "Prediction")
-    patient = Patient.objects.create(identifier="LEGACY-1", created_by=user)
     busy, quiet = (
         Case.objects.create(patient=patient, owner=user),
         Case.objects.create(patient=patient, owner=user),
     )
 
     def prediction(status: str, *, reviewed=False, not_used=False, superseded=False) -> None:
-        scan = Scan.objects.create(
-            case=busy, file="x.png", original_name="x.png", sha256=f"{Scan.objects.count():064d}",
-            format="png", width=1, height=1, uploaded_by=user,
-        )  # fmt: skip
+        scan = legacy_scan(apps, number=Prediction.objects.count(), case=busy, uploaded_by=user)
         result = {"done": {"label": "ddd", "probability": 0.7}, "failed": {"error": "no model"}}
         made = Prediction.objects.create(
             scan=scan,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.migrations import migrate, migrate_to_latest
+from tests.migrations import legacy_owner_and_patient, legacy_scan, migrate, migrate_to_latest
 
 BEFORE = [("diagnosis", "0009_history_of_series_fields")]
 AFTER = [("diagnosis", "0010_case_signoff")]
@@ -14,20 +14,14 @@ AFTER = [("diagnosis", "0010_case_signoff")]
 @pytest.mark.django_db(transaction=True)
 def test_closed_cases_become_open_or_awaiting_review():
     apps = migrate(BEFORE)
-    user = apps.get_model("auth", "User").objects.create(username="legacy")
-    Patient = apps.get_model("diagnosis", "Patient")
+    user, patient = legacy_owner_and_patient(apps)
     Case = apps.get_model("diagnosis", "Case")
-    Scan = apps.get_model("diagnosis", "Scan")
     Prediction = apps.get_model("diagnosis", "Prediction")
     Review = apps.get_model("diagnosis", "Review")
-    patient = Patient.objects.create(identifier="LEGACY-1", created_by=user)
 
     def case_with(*runs, status="closed"):
         case = Case.objects.create(patient=patient, owner=user, status=status)
-        scan = Scan.objects.create(
-            case=case, file="x.png", original_name="x.png", sha256=f"{case.pk:064d}", format="png",
-            width=1, height=1, uploaded_by=user,
-        )  # fmt: skip
+        scan = legacy_scan(apps, number=case.pk, case=case, uploaded_by=user)
         for reviewed in runs:
             prediction = Prediction.objects.create(scan=scan, status="done", label="ddd", probability=0.7)
             if reviewed:

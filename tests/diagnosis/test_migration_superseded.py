@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.migrations import migrate, migrate_to_latest
+from tests.migrations import legacy_owner_and_patient, legacy_scan, migrate, migrate_to_latest
 
 BEFORE = [("diagnosis", "0016_level_orderings_by_column")]
 AFTER = [("diagnosis", "0017_prediction_superseded_at")]
@@ -17,22 +17,17 @@ AFTER = [("diagnosis", "0017_prediction_superseded_at")]
 @pytest.mark.django_db(transaction=True)
 def test_each_scan_keeps_its_latest_prediction_and_a_series_its_chosen_slices():
     apps = migrate(BEFORE)
-    user = apps.get_model("auth", "User").objects.create(username="legacy")
-    case = apps.get_model("diagnosis", "Case").objects.create(
-        patient=apps.get_model("diagnosis", "Patient").objects.create(identifier="OLD-1", created_by=user),
-        owner=user,
-    )
-    Scan = apps.get_model("diagnosis", "Scan")
+    user, patient = legacy_owner_and_patient(apps)
+    case = apps.get_model("diagnosis", "Case").objects.create(patient=patient, owner=user)
     Prediction = apps.get_model("diagnosis", "Prediction")
     series = apps.get_model("diagnosis", "Series").objects.create(
         case=case, study_uid="1.2", series_uid="1.2.3"
     )
 
     def scan(number, in_series=False):
-        return Scan.objects.create(
-            case=case, file=f"{number}.png", original_name=f"{number}.png", sha256=f"{number:064d}",
-            format="png", width=1, height=1, uploaded_by=user, series=series if in_series else None,
-        )  # fmt: skip
+        return legacy_scan(
+            apps, number=number, case=case, uploaded_by=user, series=series if in_series else None
+        )
 
     def prediction(on, minutes_ago):
         made = Prediction.objects.create(scan=on, status="failed", error="x")
