@@ -61,8 +61,9 @@ class TokenAuthentication(KnoxTokenAuthentication):
 
 @cache
 def _tokens_with_users() -> QuerySet[AuthToken]:
-    """The tokens with their users and whether each user is a clinician, never evaluated itself: each request
-    filters a copy. Built once per process, since building the annotation took 0.2 ms of every API request."""
+    """The tokens with their users and whether each user is a clinician, never evaluated itself: each
+    request filters a copy. Built once per process: building the annotation took 0.36 ms of every API
+    request."""
     in_group = Group.objects.filter(name=CLINICIANS_GROUP, user=OuterRef("user_id"))
     return (
         get_token_model().objects.select_related("user").annotate(user_in_clinicians_group=Exists(in_group))
