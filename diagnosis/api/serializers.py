@@ -354,16 +354,37 @@ class NotUsedOutputSerializer(serializers.ModelSerializer):
         }
 
 
-class PredictionPageSerializer(serializers.ListSerializer):
-    """A list of predictions, with what they show beyond their own columns loaded once for all of them."""
+class ReadsPerPage:
+    """A row serializer whose rows show what `read_for_page` reads for many rows at once: for the page a
+    PageListSerializer hands it, or else for the one row serialized. A page then costs the queries of one
+    row, where Django's prefetching built a queryset per row and relation."""
+
+    _page: object = None
+    _page_ids: frozenset[int] = frozenset()
+
+    def read_for_page(self, rows: list) -> object:
+        raise NotImplementedError
+
+    def load_page(self, rows: list) -> None:
+        self._page = self.read_for_page(rows)
+        self._page_ids = frozenset(row.pk for row in rows)
+
+    def page_data(self, row):
+        if row.pk not in self._page_ids:
+            self.load_page([row])
+        return self._page
+
+
+class PageListSerializer(serializers.ListSerializer):
+    """A list of a ReadsPerPage serializer's rows, what they show beyond their own columns read once."""
 
     def to_representation(self, data) -> list[dict]:
-        predictions = list(data.all() if hasattr(data, "all") else data)
-        self.child.load_related(predictions)
-        return [self.child.to_representation(prediction) for prediction in predictions]
+        rows = list(data.all() if hasattr(data, "all") else data)
+        self.child.load_page(rows)
+        return [self.child.to_representation(row) for row in rows]
 
 
-class PredictionOutputSerializer(serializers.ModelSerializer):
+class PredictionOutputSerializer(ReadsPerPage, serializers.ModelSerializer):
     levels = PredictionLevelSerializer(many=True, read_only=True)
     model_version = ModelVersionRefSerializer(allow_null=True)
     requested_model = ModelVersionRefSerializer(allow_null=True)
@@ -397,25 +418,14 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
             "second_opinions",
             "not_used",
         ]
-        list_serializer_class = PredictionPageSerializer
+        list_serializer_class = PageListSerializer
 
-    # What the predictions show beyond their own columns (selectors.prediction_related), for the page a
-    # list serializer loaded, or else for the one prediction serialized.
-    _related: PredictionRelated | None = None
-    _related_ids: frozenset[int] = frozenset()
-
-    def load_related(self, predictions: list[Prediction]) -> PredictionRelated:
-        self._related = prediction_related(predictions)
-        self._related_ids = frozenset(prediction.pk for prediction in predictions)
-        return self._related
-
-    def related(self, prediction: Prediction) -> PredictionRelated:
-        if self._related is None or prediction.pk not in self._related_ids:
-            return self.load_related([prediction])
-        return self._related
+    def read_for_page(self, predictions: list[Prediction]) -> PredictionRelated:
+        """What the predictions show beyond their own columns."""
+        return prediction_related(predictions)
 
     def to_representation(self, prediction: Prediction) -> dict:
-        related = self.related(prediction)
+        related = self.page_data(prediction)
         models, levels = related.models, related.levels.get(prediction.pk, ())
         return {
             "id": prediction.pk,
@@ -468,19 +478,19 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
     @extend_schema_field(ReviewOutputSerializer(allow_null=True))
     def get_review(self, prediction: Prediction) -> dict | None:
         """The case's current review: the latest version; earlier ones are in the case history."""
-        review = self.related(prediction).opinions_of(prediction.pk).review
+        review = self.page_data(prediction).opinions_of(prediction.pk).review
         return self._review_serializer.to_representation(review) if review else None
 
     @extend_schema_field(ReviewOutputSerializer(many=True))
     def get_second_opinions(self, prediction: Prediction) -> list[dict]:
         """Each referred clinician's current opinion."""
-        opinions = self.related(prediction).opinions_of(prediction.pk).second_opinions
+        opinions = self.page_data(prediction).opinions_of(prediction.pk).second_opinions
         return [self._review_serializer.to_representation(review) for review in opinions]
 
     @extend_schema_field(NotUsedOutputSerializer(allow_null=True))
     def get_not_used(self, prediction: Prediction) -> dict | None:
         """Set when the clinician left this prediction out of the sign-off, with the reason."""
-        exclusion = self.related(prediction).exclusions.get(prediction.pk)
+        exclusion = self.page_data(prediction).exclusions.get(prediction.pk)
         return self._not_used_serializer.to_representation(exclusion) if exclusion else None
 
     def _absolute(self, path: str) -> str:
@@ -488,33 +498,14 @@ class PredictionOutputSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
-class ScanPageSerializer(serializers.ListSerializer):
-    """A list of scans, with their predictions' summaries loaded once for all of them."""
-
-    def to_representation(self, data) -> list[dict]:
-        scans = list(data.all() if hasattr(data, "all") else data)
-        self.child.load_summaries(scans)
-        return [self.child.to_representation(scan) for scan in scans]
-
-
-class ScanOutputSerializer(serializers.ModelSerializer):
+class ScanOutputSerializer(ReadsPerPage, serializers.ModelSerializer):
     uploaded_by = serializers.CharField(source="uploaded_by.get_username")
     file_url = serializers.SerializerMethodField()
     predictions = PredictionSummarySerializer(many=True)
 
-    # The predictions' summaries (selectors.prediction_summaries) of the page a list serializer loaded, or
-    # else of the one scan serialized.
-    _summaries: dict[int, list[tuple]] | None = None
-    _summaries_of: frozenset[int] = frozenset()
-
-    def load_summaries(self, scans: list[Scan]) -> dict[int, list[tuple]]:
-        self._summaries = prediction_summaries([scan.pk for scan in scans])
-        self._summaries_of = frozenset(scan.pk for scan in scans)
-        return self._summaries
-
-    def summaries(self, scan: Scan) -> list[tuple]:
-        loaded = self._summaries if scan.pk in self._summaries_of else self.load_summaries([scan])
-        return loaded.get(scan.pk, [])
+    def read_for_page(self, scans: list[Scan]) -> dict[int, list[tuple]]:
+        """The scans' predictions' summaries."""
+        return prediction_summaries([scan.pk for scan in scans])
 
     class Meta:
         model = Scan
@@ -536,7 +527,7 @@ class ScanOutputSerializer(serializers.ModelSerializer):
             "file_url",
             "predictions",
         ]
-        list_serializer_class = ScanPageSerializer
+        list_serializer_class = PageListSerializer
 
     def to_representation(self, scan: Scan) -> dict:
         return {
@@ -555,7 +546,9 @@ class ScanOutputSerializer(serializers.ModelSerializer):
             "note": scan.note,
             "series": scan.series_id,
             "file_url": self.get_file_url(scan),
-            "predictions": [self._summary.to_representation(p) for p in self.summaries(scan)],
+            "predictions": [
+                self._summary.to_representation(p) for p in self.page_data(scan).get(scan.pk, [])
+            ],
         }
 
     @cached_property
