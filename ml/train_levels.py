@@ -2,7 +2,8 @@
 
 ``python -m ml.train_levels {localizer,grader,cv,ensemble,evaluate,bundle,recalibrate} ...``: ``cv`` scores
 one setting of the localiser or a grader by patient folds of the training split, the place to tune;
-``ensemble`` joins graders trained with different seeds into one; ``evaluate`` is for the final models.
+``ensemble`` joins graders (or localisers) trained with different seeds into one; ``evaluate`` is for the
+final models.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--model", required=True, choices=("localizer", *ARCHITECTURES))
             command.add_argument("--folds", type=int, default=5, help="patient folds of the training split")
             command.add_argument("--json", type=Path, help="write the figures here")
+            command.add_argument(
+                "--members",
+                type=int,
+                default=1,
+                help="localiser only: score an ensemble of this many seeds (--seed, +1000, ...) per fold",
+            )
         else:
             command.add_argument("--out", required=True, type=Path, help="artifact folder to create")
         if name == "grader":
@@ -76,11 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         if name != "localizer":
             _grader_flags(command)
     ensemble = commands.add_parser(
-        "ensemble", help="one grader from graders of one kind trained with different seeds (mean logits)"
+        "ensemble",
+        help="one grader or localiser from models of one kind trained with different seeds (mean logits)",
     )
-    ensemble.add_argument("--data", required=True, type=Path, help="the folder the graders were trained on")
-    ensemble.add_argument("--grader", required=True, type=Path, action="append", help="repeat per member")
-    ensemble.add_argument("--out", required=True, type=Path, help="grader folder to create")
+    ensemble.add_argument("--data", required=True, type=Path, help="the folder the members were trained on")
+    members = ensemble.add_mutually_exclusive_group(required=True)
+    members.add_argument("--grader", type=Path, action="append", help="repeat per member")
+    members.add_argument("--localizer", type=Path, action="append", help="repeat per member")
+    ensemble.add_argument("--out", required=True, type=Path, help="grader or localiser folder to create")
     bundle = commands.add_parser("bundle", help="one shippable artifact from a localiser and a grader")
     bundle.add_argument("--localizer", required=True, type=Path)
     bundle.add_argument("--grader", required=True, type=Path)
@@ -136,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             training.recalibrate_grader(args.grader, training.load_level_data(args.data, "train"))
             return 0
         if args.command == "ensemble":
-            training.ensemble_graders(args.grader, training.load_level_data(args.data, "train"), args.out)
+            combine = training.ensemble_localizers if args.localizer else training.ensemble_graders
+            combine(args.localizer or args.grader, training.load_level_data(args.data, "train"), args.out)
             return 0
         config = _config(args)
         train = training.load_level_data(args.data, "train")
@@ -185,6 +196,8 @@ def _config(args: argparse.Namespace):
         config.crop_size = args.crop_size
         config.crop_scale = args.crop_scale or config.crop_scale
         config.class_balance = args.class_balance
+    if args.command == "cv" and (args.members < 1 or (args.members > 1 and args.model != "localizer")):
+        raise DataError("members must be at least 1, and more than 1 only for the localiser")
     folds = args.folds if args.command == "cv" else args.calibration_folds if args.command == "grader" else 0
     if folds == 1 or folds < 0 or (args.command == "cv" and folds < 2):
         raise DataError("folds must be at least 2 (calibration folds: 0 or at least 2)")
@@ -196,7 +209,7 @@ def _cross_validate(args: argparse.Namespace, train, config) -> None:
     from ml.levels.training import cross_validate_grader, cross_validate_localizer
 
     if args.model == "localizer":
-        figures = cross_validate_localizer(train, config, args.folds)
+        figures = cross_validate_localizer(train, config, args.folds, members=args.members)
     else:
         figures = cross_validate_grader(args.model, train, config, args.folds)
     settings = {key: value for key, value in vars(args).items() if key not in ("data", "json", "command")}

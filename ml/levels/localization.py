@@ -103,6 +103,22 @@ def flip_averaged(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, logits, name="localizer_flip_averaged")
 
 
+def ensemble_localizer(members: list[keras.Model]) -> keras.Model:
+    """One localiser whose logits are the mean of the ``members``' (localisers of one input and output
+    shape trained with different seeds). Each level's map is a softmax over the grid, so the mean of the
+    logits is the members' maps multiplied together and normalised: a disc one member places elsewhere
+    keeps the others' peak, and what every member agrees on stays sharp."""
+    if len(members) < 2:
+        raise ValueError("an ensemble needs at least two localisers")
+    shapes = {(tuple(m.input_shape[1:]), tuple(m.output_shape[1:])) for m in members}
+    if len(shapes) != 1:
+        raise ValueError("the localisers of an ensemble must take and return maps of one shape")
+    inputs = keras.Input(members[0].input_shape[1:], name="image")
+    renamed = [keras.Model(m.input, m.output, name=f"member_{i}") for i, m in enumerate(members)]
+    logits = layers.Average(name="heatmaps")([member(inputs) for member in renamed])
+    return keras.Model(inputs, logits, name="localizer_ensemble")
+
+
 def spatial_cross_entropy(y_true, y_pred):
     """Cross-entropy between target and predicted distributions over grid cells, per level."""
     # (B, G, G, L) -> (B, G*G, L)

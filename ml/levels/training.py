@@ -60,6 +60,7 @@ from ml.levels.localization import (
     build_localizer,
     decode_heatmaps,
     decode_turned,
+    ensemble_localizer,
     flip_averaged,
     heatmap_targets,
     spatial_cross_entropy,
@@ -384,9 +385,15 @@ def discs_found(
 
 
 def cross_validate_localizer(
-    train: LevelData, config: LevelTrainConfig, folds: int, *, log: Callable[[str], None] = print
+    train: LevelData,
+    config: LevelTrainConfig,
+    folds: int,
+    *,
+    members: int = 1,
+    log: Callable[[str], None] = print,
 ) -> dict:
-    """Found rates of localisers trained without each patient fold, on that fold (plain and shifted)."""
+    """Found rates of localisers trained without each patient fold, on that fold (plain and shifted);
+    with ``members`` above one, of ensembles of that many seeds (``config.seed``, + 1000, ...)."""
     fold_of = patient_folds(train.patients, folds, seed=config.seed)
     spec = PreprocessSpec(input_size=config.input_size)
     found = {name: np.zeros((len(train.images), N_LEVELS), bool) for name in ("plain", "shifted")}
@@ -394,12 +401,17 @@ def cross_validate_localizer(
     for fold in range(folds):
         held = np.flatnonzero(fold_of == fold)
         log(f"fold {fold + 1}/{folds}: {len(held)} images held out")
-        model, _ = _localizer_fit(copies, np.flatnonzero(fold_of != fold), config, log)
+        fitted = [
+            _localizer_fit(copies, np.flatnonzero(fold_of != fold), replace(config, seed=seed), log)[0]
+            for seed in range(config.seed, config.seed + 1000 * members, 1000)
+        ]
+        model = ensemble_localizer(fitted) if members > 1 else fitted[0]
         for name, hits in discs_found(model, train.subset(held), spec, config.seed + fold).items():
             found[name][held] = hits
     return {
         "folds": folds,
         "by": "patient",
+        "members": members,
         **{f"found_rate_{name}": round(float(hits.mean()), 4) for name, hits in found.items()},
         **{f"images_with_a_miss_{name}": int((~hits).any(axis=1).sum()) for name, hits in found.items()},
         "n": int(found["plain"].size),
@@ -601,28 +613,10 @@ def ensemble_graders(
     ``evaluate --store-calibration``.
     """
     output_dir = Path(output_dir)
-    _check_output(output_dir)
-    grader_dirs = [Path(folder) for folder in grader_dirs]
-    if len(set(grader_dirs)) != len(grader_dirs) or len(grader_dirs) < 2:
-        raise DataError("an ensemble needs at least two different grader folders")
-    cards = [read_trained_card(folder, "disc_grader") for folder in grader_dirs]
     shared = ("architecture", "preprocess", "crop_size", "crop_scale", "gradcam_layer")
-    for key in shared:
-        if any(card.get(key) != cards[0].get(key) for card in cards):
-            raise DataError(f"the graders differ in {key}; an ensemble takes graders of one kind")
-    members = [load_keras(folder / TRAINED_MODEL_FILE) for folder in grader_dirs]
+    cards, members = _ensemble_members(grader_dirs, "disc_grader", shared, output_dir)
     model = ensemble_grader(members)
-    card = {
-        **{key: cards[0][key] for key in ("kind", "level_names", *shared)},
-        "parameters": int(model.count_params()),
-        "training": {
-            **{key: value for key, value in cards[0]["training"].items() if key not in ("seed", "seconds")},
-            "seeds": [card["training"]["seed"] for card in cards],
-            "seconds": [card["training"]["seconds"] for card in cards],
-        },
-        "ensemble": {"members": len(members), "rule": "mean of the members' threshold logits"},
-        "data_attribution": cards[0]["data_attribution"],
-    }
+    card = _ensemble_card(cards, shared, model, "mean of the members' threshold logits")
     scores = [folder / "out_of_fold.npz" for folder in grader_dirs]
     if all(path.is_file() for path in scores):
         saved = [np.load(path) for path in scores]
@@ -639,6 +633,63 @@ def ensemble_graders(
     _save(model, card, output_dir)
     log(f"ensemble of {len(members)} graders ({card['parameters']:,} parameters) written to {output_dir}")
     return card
+
+
+def ensemble_localizers(
+    localizer_dirs: list[Path], train: LevelData, output_dir: Path, *, log: Callable[[str], None] = print
+) -> dict:
+    """One localiser folder from localisers of one setting trained with different seeds
+    (``ensemble_localizer``: the mean of their logits), with its input gate fitted again on ``train``, as
+    ``train_localizer`` fits it: averaging changes how peaked the maps are, and the gate reads their peaks."""
+    output_dir = Path(output_dir)
+    # Members fitted on one training split share the box shape fitted on it.
+    shared = ("preprocess", "output_stride", "extra_levels", "coordinates", "flip_averaged", "box_shape")
+    cards, members = _ensemble_members(localizer_dirs, "disc_localizer", shared, output_dir)
+    model = ensemble_localizer(members)
+    training = cards[0]["training"]
+    shift = ShiftSpec(**{key: _tuple_if_list(value) for key, value in training["augmentation"].items()})
+    gate = fit_gate(model, train, PreprocessSpec.from_dict(cards[0]["preprocess"]), shift, training["seed"])
+    card = {
+        **_ensemble_card(cards, shared, model, "mean of the members' heatmap logits"),
+        "gate": gate.to_dict(),
+    }
+    _save(model, card, output_dir)
+    log(f"ensemble of {len(members)} localisers ({card['parameters']:,} parameters) written to {output_dir}")
+    return card
+
+
+def _ensemble_members(
+    folders: list[Path], kind: str, shared: tuple[str, ...], output_dir: Path
+) -> tuple[list[dict], list[keras.Model]]:
+    """The cards and models of an ensemble's member folders, checked to be two or more of one setting."""
+    _check_output(output_dir)
+    folders = [Path(folder) for folder in folders]
+    if len(set(folders)) != len(folders) or len(folders) < 2:
+        raise DataError(f"an ensemble needs at least two different {kind.removeprefix('disc_')} folders")
+    cards = [read_trained_card(folder, kind) for folder in folders]
+    for key in shared:
+        if any(card.get(key) != cards[0].get(key) for card in cards):
+            raise DataError(f"the members differ in {key}; an ensemble takes models of one setting")
+    return cards, [load_keras(folder / TRAINED_MODEL_FILE) for folder in folders]
+
+
+def _ensemble_card(cards: list[dict], shared: tuple[str, ...], model: keras.Model, rule: str) -> dict:
+    """The card of an ensemble: its members' shared settings, their seeds and training times."""
+    return {
+        **{key: cards[0][key] for key in ("kind", "level_names", *shared)},
+        "parameters": int(model.count_params()),
+        "training": {
+            **{key: value for key, value in cards[0]["training"].items() if key not in ("seed", "seconds")},
+            "seeds": [card["training"]["seed"] for card in cards],
+            "seconds": [card["training"]["seconds"] for card in cards],
+        },
+        "ensemble": {"members": len(cards), "rule": rule},
+        "data_attribution": cards[0]["data_attribution"],
+    }
+
+
+def _tuple_if_list(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _training_facts(config: LevelTrainConfig, n_images: int) -> dict:

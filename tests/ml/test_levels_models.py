@@ -19,6 +19,7 @@ from ml.levels.grading import (
 )
 from ml.levels.localization import (
     build_localizer,
+    ensemble_localizer,
     flip_averaged,
     heatmap_targets,
     spatial_cross_entropy,
@@ -56,6 +57,28 @@ def test_flip_averaged_localizer_sees_a_slice_and_its_mirror_alike(tmp_path):
 
     np.testing.assert_allclose(loaded(x), model(x), atol=1e-5)
     np.testing.assert_allclose(loaded(x[:, :, ::-1]), np.asarray(loaded(x))[:, :, ::-1], atol=1e-5)
+
+
+def test_an_ensemble_localizer_averages_its_members_logits_in_one_model(tmp_path):
+    members = []
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        members.append(build_localizer(64, width=4))
+    members.append(flip_averaged(build_localizer(64, width=4)))
+    x = np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32)
+
+    ensemble = ensemble_localizer(members)
+    ensemble.save(tmp_path / "localizer.keras")
+    loaded = keras.saving.load_model(tmp_path / "localizer.keras", compile=False)
+
+    np.testing.assert_allclose(loaded(x), np.mean([member(x) for member in members], axis=0), atol=1e-5)
+    assert loaded.count_params() == sum(member.count_params() for member in members)
+    with pytest.raises(ValueError, match="at least two"):
+        ensemble_localizer(members[:1])
+    with pytest.raises(ValueError, match="one shape"):
+        ensemble_localizer([members[0], build_localizer(96, width=4)])
+    with pytest.raises(ValueError, match="one shape"):
+        ensemble_localizer([members[0], build_localizer(64, width=4, extra_levels=1)])
 
 
 def test_localizer_input_must_be_a_multiple_of_32():
@@ -183,6 +206,9 @@ def test_training_entry_point_refuses_bad_flags(tmp_path, capsys):
     assert "extra levels must be 0 to 2" in capsys.readouterr().err
     assert main([*grader, "--class-balance", "-1"]) == 2
     assert "class balance must not be negative" in capsys.readouterr().err
+    assert main(["cv", "--model", "vgg", "--data", str(SAMPLE_DATA), "--members", "2"]) == 2
+    assert "more than 1 only for the localiser" in capsys.readouterr().err
+    assert main(["cv", "--model", "localizer", "--data", str(SAMPLE_DATA), "--members", "0"]) == 2
 
 
 def test_class_balance_weighs_rare_grades_up_and_keeps_the_mean_loss_weight():
@@ -202,13 +228,28 @@ def test_cross_validation_scores_each_setting_by_patient_folds(tmp_path, eager):
     figures_file = tmp_path / "cv.json"
 
     assert (
-        main(["cv", "--model", "localizer", *common, "--input-size", "64", "--json", str(figures_file)]) == 0
+        main(
+            [
+                "cv",
+                "--model",
+                "localizer",
+                *common,
+                "--input-size",
+                "64",
+                "--members",
+                "2",
+                "--json",
+                str(figures_file),
+            ]
+        )
+        == 0
     )
     localizer = json.loads(figures_file.read_text())["figures"]
     assert main(["cv", "--model", "invgg", *common, "--crop-size", "32", "--json", str(figures_file)]) == 0
     grader = json.loads(figures_file.read_text())
 
     assert localizer["n"] == 3 * 6 and 0.0 <= localizer["found_rate_shifted"] <= 1.0
+    assert localizer["members"] == 2
     assert grader["settings"]["model"] == "invgg" and grader["figures"]["folds"] == 2
     assert sum(map(sum, grader["figures"]["confusion_matrix"])) == 3 * 6
 
@@ -260,8 +301,20 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path, eager):
     card = json.loads((tmp_path / "loc" / "model_card.json").read_text())
     assert set(card) >= {"kind", "level_names", "preprocess", "box_shape", "gate", "parameters", "training"}
     assert main(["localizer", *common, "--out", str(tmp_path / "loc")]) == 2  # never overwrites
+    loc2 = ["--out", str(tmp_path / "loc2"), "--input-size", "64", "--seed", "2"]
+    assert main(["localizer", *common, *loc2]) == 0
+    localizers = ["--localizer", str(tmp_path / "loc"), "--localizer", str(tmp_path / "loc2")]
+    ensemble_loc = ["ensemble", "--data", str(SAMPLE_DATA), *localizers, "--out", str(tmp_path / "locs")]
+    assert main(ensemble_loc) == 0
+    locs_card = json.loads((tmp_path / "locs" / "model_card.json").read_text())
+    assert locs_card["ensemble"]["members"] == 2 and locs_card["training"]["seeds"] == [20240601, 2]
+    assert locs_card["parameters"] == 2 * card["parameters"] and set(locs_card["gate"]) == set(card["gate"])
+    assert locs_card["box_shape"] == card["box_shape"]
+    assert main([*ensemble_loc[:-1], str(tmp_path / "other"), "--localizer", str(tmp_path / "grader")]) == 2
+    with pytest.raises(SystemExit):  # one kind per ensemble
+        main([*ensemble_loc[:-1], str(tmp_path / "other"), "--grader", str(tmp_path / "grader")])
 
-    bundle = ["--localizer", str(tmp_path / "loc"), "--grader", str(tmp_path / "ensemble")]
+    bundle = ["--localizer", str(tmp_path / "locs"), "--grader", str(tmp_path / "ensemble")]
     figures_file = tmp_path / "figures.json"
     evaluate = ["evaluate", "--data", str(SAMPLE_DATA), *bundle, "--split", "train"]
     assert main([*evaluate, "--json", str(figures_file), "--store-calibration"]) == 0
