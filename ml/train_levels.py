@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     members.add_argument("--grader", type=Path, action="append", help="repeat per member")
     members.add_argument("--localizer", type=Path, action="append", help="repeat per member")
     ensemble.add_argument("--out", required=True, type=Path, help="grader or localiser folder to create")
+    ensemble.add_argument(
+        "--gate-folds",
+        type=int,
+        default=0,
+        help="localisers: fit the input gate out of fold, members trained again on this many patient folds",
+    )
     bundle = commands.add_parser("bundle", help="one shippable artifact from a localiser and a grader")
     bundle.add_argument("--localizer", required=True, type=Path)
     bundle.add_argument("--grader", required=True, type=Path)
@@ -146,8 +152,13 @@ def main(argv: list[str] | None = None) -> int:
             training.recalibrate_grader(args.grader, training.load_level_data(args.data, "train"))
             return 0
         if args.command == "ensemble":
-            combine = training.ensemble_localizers if args.localizer else training.ensemble_graders
-            combine(args.localizer or args.grader, training.load_level_data(args.data, "train"), args.out)
+            train = training.load_level_data(args.data, "train")
+            if args.gate_folds == 1 or args.gate_folds < 0 or (args.gate_folds and args.grader):
+                raise DataError("gate folds: 0 or at least 2, and only for localisers")
+            if args.grader:
+                training.ensemble_graders(args.grader, train, args.out)
+            else:
+                training.ensemble_localizers(args.localizer, train, args.out, gate_folds=args.gate_folds)
             return 0
         config = _config(args)
         train = training.load_level_data(args.data, "train")

@@ -89,6 +89,7 @@ DATA_ATTRIBUTION = {
 FLIP_PROBABILITY = 0.5
 COPY_THREADS = min(os.cpu_count() or 1, 8)  # OpenCV and NumPy release the GIL on whole-slice operations
 MAX_EXTRA_LEVELS = 2  # discs above L3-L4 the localiser can be trained on: L2-L3, L1-L2
+GATE_COPIES = 3  # shifted copies of each training slice the gate's orientation margin is read on
 
 
 @dataclass
@@ -326,25 +327,68 @@ def fit_gate(
     spec: PreprocessSpec,
     shift: ShiftSpec,
     seed: int,
-    *,
-    copies: int = 3,
 ) -> GateSpec:
     """Gate thresholds from the localiser and the annotated geometry of the training split, and from
-    ``copies`` fixed-seed shifted copies of it, so that the orientation check leaves scanner shifts alone."""
-    located = predict_located(model, train.images, spec)
-    advantage = []
-    for copy in range(copies):
-        shifted, _ = shifted_copies(train.images, train.boxes, seed=seed + copy, shift=shift)
+    fixed-seed shifted copies of it, so that the orientation check leaves scanner shifts alone."""
+    return _gate_from_evidence(train, *_gate_evidence(model, train, spec, shift, seed))
+
+
+def _gate_evidence(
+    model: keras.Model, data: LevelData, spec: PreprocessSpec, shift: ShiftSpec, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) the localiser's confidences on the slices, and (GATE_COPIES, N) how much better it
+    recognises a turned copy than the slice itself, on ``GATE_COPIES`` shifted copies."""
+    located = predict_located(model, data.images, spec)
+    advantage = np.empty((GATE_COPIES, len(data.images)))
+    for copy in range(GATE_COPIES):
+        shifted, _ = shifted_copies(data.images, data.boxes, seed=seed + copy, shift=shift)
         x = np.stack([preprocess(image, spec) for image in shifted])
         own, others = decode_turned(model.predict(with_turned_copies(x), batch_size=32, verbose=0))
-        advantage.extend(others.max(axis=1) - np.array([found.confidence.mean() for found in own]))
+        advantage[copy] = others.max(axis=1) - np.array([found.confidence.mean() for found in own])
+    return np.array([found.confidence for found in located]), advantage
+
+
+def _gate_from_evidence(train: LevelData, confidences: np.ndarray, advantage: np.ndarray) -> GateSpec:
     shapes = [image.shape[:2] for image in train.images]
     return GateSpec.fit(
-        np.array([found.confidence for found in located]),
+        confidences,
         [boxes[:, :2] * [shape[1], shape[0]] for boxes, shape in zip(train.boxes, shapes, strict=True)],
         [shape[0] for shape in shapes],
-        np.array(advantage),
+        advantage.ravel(),
     )
+
+
+def out_of_fold_gate(
+    train: LevelData,
+    config: LevelTrainConfig,
+    folds: int,
+    *,
+    seeds: list[int],
+    log: Callable[[str], None] = print,
+) -> GateSpec:
+    """Gate thresholds from localisers that never saw the slices they are read on: for each patient fold,
+    the localiser (an ensemble of ``seeds`` when several) trained on the other folds with ``config``.
+
+    A localiser is more confident on its own training slices than on a new patient's, the more so the
+    longer it trains; thresholds read off those slices refuse real scans of new patients more often.
+    """
+    fold_of = patient_folds(train.patients, folds, seed=seeds[0])
+    copies = _localizer_copies(train, config)
+    spec = PreprocessSpec(input_size=config.input_size)
+    confidences = np.empty((len(train.images), N_LEVELS))
+    advantage = np.empty((GATE_COPIES, len(train.images)))
+    for fold in range(folds):
+        held = np.flatnonzero(fold_of == fold)
+        log(f"gate fold {fold + 1}/{folds}: {len(held)} images held out")
+        fitted = [
+            _localizer_fit(copies, np.flatnonzero(fold_of != fold), replace(config, seed=seed), log)[0]
+            for seed in seeds
+        ]
+        model = ensemble_localizer(fitted) if len(fitted) > 1 else fitted[0]
+        confidences[held], advantage[:, held] = _gate_evidence(
+            model, train.subset(held), spec, config.shift, seeds[0]
+        )
+    return _gate_from_evidence(train, confidences, advantage)
 
 
 def _localizer_fit(
@@ -636,26 +680,61 @@ def ensemble_graders(
 
 
 def ensemble_localizers(
-    localizer_dirs: list[Path], train: LevelData, output_dir: Path, *, log: Callable[[str], None] = print
+    localizer_dirs: list[Path],
+    train: LevelData,
+    output_dir: Path,
+    *,
+    gate_folds: int = 0,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """One localiser folder from localisers of one setting trained with different seeds
-    (``ensemble_localizer``: the mean of their logits), with its input gate fitted again on ``train``, as
-    ``train_localizer`` fits it: averaging changes how peaked the maps are, and the gate reads their peaks."""
+    (``ensemble_localizer``: the mean of their logits), with its input gate fitted again on ``train``:
+    averaging changes how peaked the maps are, and the gate reads their peaks. With ``gate_folds``, the
+    gate is fitted out of fold (``out_of_fold_gate``, the members' setting and seeds trained again per
+    fold), otherwise on the ensemble's own training slices, as ``train_localizer`` fits it."""
     output_dir = Path(output_dir)
     # Members fitted on one training split share the box shape fitted on it.
     shared = ("preprocess", "output_stride", "extra_levels", "coordinates", "flip_averaged", "box_shape")
     cards, members = _ensemble_members(localizer_dirs, "disc_localizer", shared, output_dir)
     model = ensemble_localizer(members)
-    training = cards[0]["training"]
-    shift = ShiftSpec(**{key: _tuple_if_list(value) for key, value in training["augmentation"].items()})
-    gate = fit_gate(model, train, PreprocessSpec.from_dict(cards[0]["preprocess"]), shift, training["seed"])
-    card = {
-        **_ensemble_card(cards, shared, model, "mean of the members' heatmap logits"),
-        "gate": gate.to_dict(),
-    }
+    config = _localizer_config(cards[0], members[0])
+    card = _ensemble_card(cards, shared, model, "mean of the members' heatmap logits")
+    if gate_folds:
+        seeds = card["training"]["seeds"]
+        gate = out_of_fold_gate(train, config, gate_folds, seeds=seeds, log=log)
+        card["training"]["gate_fitted_on"] = f"out of fold: {gate_folds} patient folds of the training split"
+    else:
+        gate = fit_gate(model, train, PreprocessSpec(input_size=config.input_size), config.shift, config.seed)
+        card["training"]["gate_fitted_on"] = "the training slices the members were trained on"
+    card["gate"] = gate.to_dict()
     _save(model, card, output_dir)
     log(f"ensemble of {len(members)} localisers ({card['parameters']:,} parameters) written to {output_dir}")
     return card
+
+
+def _localizer_config(card: dict, model: keras.Model) -> LevelTrainConfig:
+    """The training settings of a trained localiser, from its card (checked against its model)."""
+    training = card["training"]
+    config = LevelTrainConfig(
+        output_dir=None,
+        epochs=training["epochs"],
+        batch_size=training["batch_size"],
+        learning_rate=training["learning_rate"],
+        seed=training["seed"],
+        input_size=card["preprocess"]["input_size"],
+        extra_levels=card["extra_levels"],
+        coordinates=card["coordinates"],
+        flip=card["flip_averaged"],
+        # Cards from before the width was recorded: every localiser then had the default width.
+        width=training.get("width", LevelTrainConfig.width),
+        shift=ShiftSpec(**{key: _tuple_if_list(value) for key, value in training["augmentation"].items()}),
+    )
+    rebuilt = build_localizer(
+        config.input_size, config.width, extra_levels=config.extra_levels, coordinates=config.coordinates
+    )
+    if rebuilt.count_params() * (2 if config.flip else 1) != model.count_params():
+        raise DataError("the localiser's card does not describe its model (width?); train it again")
+    return config
 
 
 def _ensemble_members(
@@ -699,6 +778,7 @@ def _training_facts(config: LevelTrainConfig, n_images: int) -> dict:
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
         "seed": config.seed,
+        "width": config.width,
         "augmentation": asdict(config.shift),
         "shift_probability": SHIFT_PROBABILITY,
     }

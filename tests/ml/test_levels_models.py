@@ -305,12 +305,15 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path, eager):
     assert main(["localizer", *common, *loc2]) == 0
     localizers = ["--localizer", str(tmp_path / "loc"), "--localizer", str(tmp_path / "loc2")]
     ensemble_loc = ["ensemble", "--data", str(SAMPLE_DATA), *localizers, "--out", str(tmp_path / "locs")]
-    assert main(ensemble_loc) == 0
+    assert main([*ensemble_loc, "--gate-folds", "1"]) == 2
+    assert main([*ensemble_loc, "--gate-folds", "2"]) == 0
     locs_card = json.loads((tmp_path / "locs" / "model_card.json").read_text())
     assert locs_card["ensemble"]["members"] == 2 and locs_card["training"]["seeds"] == [20240601, 2]
+    assert locs_card["training"]["gate_fitted_on"].startswith("out of fold: 2 patient folds")
     assert locs_card["parameters"] == 2 * card["parameters"] and set(locs_card["gate"]) == set(card["gate"])
     assert locs_card["box_shape"] == card["box_shape"]
     assert main([*ensemble_loc[:-1], str(tmp_path / "other"), "--localizer", str(tmp_path / "grader")]) == 2
+    assert main([*ensemble[:-1], str(tmp_path / "other"), "--gate-folds", "2"]) == 2  # graders: no gate
     with pytest.raises(SystemExit):  # one kind per ensemble
         main([*ensemble_loc[:-1], str(tmp_path / "other"), "--grader", str(tmp_path / "grader")])
 
