@@ -152,9 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             training.recalibrate_grader(args.grader, training.load_level_data(args.data, "train"))
             return 0
         if args.command == "ensemble":
-            train = training.load_level_data(args.data, "train")
             if args.gate_folds == 1 or args.gate_folds < 0 or (args.gate_folds and args.grader):
                 raise DataError("gate folds: 0 or at least 2, and only for localisers")
+            train = training.load_level_data(args.data, "train")
             if args.grader:
                 training.ensemble_graders(args.grader, train, args.out)
             else:

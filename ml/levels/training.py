@@ -380,15 +380,21 @@ def out_of_fold_gate(
     for fold in range(folds):
         held = np.flatnonzero(fold_of == fold)
         log(f"gate fold {fold + 1}/{folds}: {len(held)} images held out")
-        fitted = [
-            _localizer_fit(copies, np.flatnonzero(fold_of != fold), replace(config, seed=seed), log)[0]
-            for seed in seeds
-        ]
-        model = ensemble_localizer(fitted) if len(fitted) > 1 else fitted[0]
+        model = _localizer_without(fold_of == fold, copies, config, seeds, log)
         confidences[held], advantage[:, held] = _gate_evidence(
             model, train.subset(held), spec, config.shift, seeds[0]
         )
     return _gate_from_evidence(train, confidences, advantage)
+
+
+def _localizer_without(
+    held: np.ndarray, copies: list, config: LevelTrainConfig, seeds: list[int], log
+) -> keras.Model:
+    """The localiser trained on the slices not ``held`` (a mask): one per seed, an ensemble when several."""
+    fitted = [
+        _localizer_fit(copies, np.flatnonzero(~held), replace(config, seed=seed), log)[0] for seed in seeds
+    ]
+    return ensemble_localizer(fitted) if len(fitted) > 1 else fitted[0]
 
 
 def _localizer_fit(
@@ -445,11 +451,8 @@ def cross_validate_localizer(
     for fold in range(folds):
         held = np.flatnonzero(fold_of == fold)
         log(f"fold {fold + 1}/{folds}: {len(held)} images held out")
-        fitted = [
-            _localizer_fit(copies, np.flatnonzero(fold_of != fold), replace(config, seed=seed), log)[0]
-            for seed in range(config.seed, config.seed + 1000 * members, 1000)
-        ]
-        model = ensemble_localizer(fitted) if members > 1 else fitted[0]
+        seeds = list(range(config.seed, config.seed + 1000 * members, 1000))
+        model = _localizer_without(fold_of == fold, copies, config, seeds, log)
         for name, hits in discs_found(model, train.subset(held), spec, config.seed + fold).items():
             found[name][held] = hits
     return {
