@@ -6,7 +6,8 @@ loopback one), migrates it, seeds it with bulk inserts and drops it at the end (
 clinician ("heavy") owning 80% of it and four others the rest; M is 10% of that and S 1%. Three of the
 heavy clinician's cases hold 5, 30 and 120 scans; the other scans fall on the other cases at random. Most
 predictions are done (a label and probability, or not assessable with a reason; three disc levels each when
-assessable), a few queued, running or failed; reviews take whole cases, so reviewed cases are closed.
+assessable), a few queued, running or failed; reviews take whole cases, so reviewed cases are closed; about
+half the failed runs and the unreviewed "not assessable" results are marked not used (an exclusion row).
 
 Pages: Django's test client in this process, logged in as the heavy clinician and as staff, GETs each page
 once to warm up and then --repeats times; it reports the median time and the most queries. The pages are
@@ -67,6 +68,7 @@ SIZES = {"S": 0.01, "M": 0.1, "L": 1.0}
 FULL_SIZE = {"patients": 10_000, "cases": 20_000, "scans": 50_000, "reviews": 24_500}
 BIG_CASES = (5, 30, 120)
 HEAVY_SHARE = 0.8
+EXCLUDED_SHARE = 0.5  # of failed runs and unreviewed "not assessable" results: marked not used
 OTHER_CLINICIANS = 4
 BATCH = 5_000
 LOAD_CONNECTIONS = 16
@@ -120,6 +122,7 @@ from diagnosis.models import (  # noqa: E402
     Case,
     Patient,
     Prediction,
+    PredictionExclusion,
     PredictionLevel,
     Review,
     Scan,
@@ -272,7 +275,8 @@ def seed(
     start = now - timedelta(days=730)
     n_patients = counts["patients"]
     n_cases = max(counts["cases"], len(big_cases))
-    with transaction.atomic(), _explicit_timestamps(Patient, Case, Scan, Prediction, Review):
+    timestamped = (Patient, Case, Scan, Prediction, Review, PredictionExclusion)
+    with transaction.atomic(), _explicit_timestamps(*timestamped):
         heavy, others, staff = _users()
         versions = _model_versions()
 
@@ -342,7 +346,10 @@ def seed(
         )
         reviews = _reviews(rng, done, counts["reviews"], cases)
         _bulk(Review, reviews)
-        _set_case_status(cases, predictions, {review.prediction_id for review in reviews})
+        reviewed = {review.prediction_id for review in reviews}
+        exclusions = _exclusions(rng, predictions, reviewed, cases)
+        _bulk(PredictionExclusion, exclusions)
+        _set_case_status(cases, predictions, reviewed, {e.prediction_id for e in exclusions})
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")  # what autovacuum would have done by the time anyone looks
@@ -360,6 +367,7 @@ def seed(
             "scans": len(scans),
             "predictions": len(predictions),
             "reviews": len(reviews),
+            "exclusions": len(exclusions),
         },
     )
 
@@ -394,10 +402,37 @@ def _reviews(rng: random.Random, done: list[Prediction], wanted: int, cases: lis
     return reviews
 
 
-def _set_case_status(cases: list[Case], predictions: list[Prediction], reviewed: set[int]) -> None:
-    """Closed when every prediction of the case is reviewed, awaiting review when some wait, else open;
-    with the counts of its predictions by where they stand, as services.cases.case_refresh_status keeps
-    them."""
+def _exclusions(
+    rng: random.Random, predictions: list[Prediction], reviewed: set[int], cases: list[Case]
+) -> list[PredictionExclusion]:
+    """About half the failed runs and of the unreviewed "not assessable" results, marked not used by their
+    case's owner with a reason, as a clinician clears them before signing a case off."""
+    owners = {case.pk: case.owner for case in cases}
+    reasons = {
+        Prediction.Status.FAILED: "The run failed; the scan was repeated.",
+        Prediction.Label.NOT_ASSESSABLE: "Not a mid-sagittal slice.",
+    }
+    exclusions = []
+    for prediction in predictions:
+        kind = prediction.status if prediction.status == Prediction.Status.FAILED else prediction.label
+        if kind in reasons and prediction.pk not in reviewed and rng.random() < EXCLUDED_SHARE:
+            exclusions.append(
+                PredictionExclusion(
+                    prediction=prediction,
+                    reason=reasons[kind],
+                    excluded_by=owners[prediction.scan.case_id],
+                    created_at=(prediction.finished_at or prediction.queued_at) + timedelta(hours=2),
+                )
+            )
+    return exclusions
+
+
+def _set_case_status(
+    cases: list[Case], predictions: list[Prediction], reviewed: set[int], excluded: set[int]
+) -> None:
+    """Closed when every prediction of the case is reviewed, awaiting review when some wait (finished,
+    neither reviewed nor marked not used), else open; with the counts of its predictions by where they
+    stand, as services.cases.case_refresh_status keeps them."""
     by_case: dict[int, list[Prediction]] = defaultdict(list)
     for prediction in predictions:
         by_case[prediction.scan.case_id].append(prediction)
@@ -405,7 +440,7 @@ def _set_case_status(cases: list[Case], predictions: list[Prediction], reviewed:
     for case in cases:
         mine = by_case.get(case.pk, [])
         case.predictions_awaiting_review = sum(
-            p.status == Prediction.Status.DONE and p.pk not in reviewed for p in mine
+            p.status == Prediction.Status.DONE and p.pk not in reviewed and p.pk not in excluded for p in mine
         )
         case.predictions_in_progress = sum(p.status in unfinished for p in mine)
         case.predictions_failed = sum(p.status == Prediction.Status.FAILED for p in mine)

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from bench import scale
-from diagnosis.models import Case, Prediction, PredictionLevel, Review
+from diagnosis.models import Case, Prediction, PredictionExclusion, PredictionLevel, Review
+from diagnosis.selectors import case_prediction_counts
 from tests.conftest import database_url
 
 TINY = {"patients": 4, "cases": 8, "scans": 20, "reviews": 6}
@@ -29,6 +30,7 @@ def test_seed_writes_the_requested_rows(population):
         "scans": 1 + 2 + 4 + 20 - 7,
         "predictions": 20,
         "reviews": 6,
+        "exclusions": PredictionExclusion.objects.count(),
     }
     assert {size: Case.objects.get(pk=pk).scans.count() for size, pk in population.big_cases.items()} == {
         1: 1,
@@ -39,6 +41,26 @@ def test_seed_writes_the_requested_rows(population):
     assert PredictionLevel.objects.count() == 3 * assessable.count()
     assert not Review.objects.exclude(prediction__status=Prediction.Status.DONE).exists()
     assert Case.objects.filter(owner=population.clinician).count() >= 3
+
+
+def test_seeded_exclusions_and_case_counts_follow_the_platform_rules():
+    population = scale.seed(
+        counts={"patients": 20, "cases": 40, "scans": 400, "reviews": 60}, big_cases=BIG_CASES
+    )
+
+    exclusions = PredictionExclusion.objects.select_related("prediction__scan__case")
+    assert population.counts["exclusions"] == exclusions.count() > 0
+    for exclusion in exclusions:
+        prediction = exclusion.prediction
+        assert prediction.status == Prediction.Status.FAILED or (
+            prediction.label == Prediction.Label.NOT_ASSESSABLE
+        )
+        assert not prediction.reviews.exists() and exclusion.reason
+        assert exclusion.excluded_by_id == prediction.scan.case.owner_id
+    # The counts the seed writes in bulk are the ones the platform's own rule gives.
+    for case in Case.objects.all():
+        counts = case_prediction_counts(case=case)
+        assert {name: getattr(case, name) for name in counts} == counts
 
 
 def test_routes_cover_pages_api_lists_and_admin(population):
