@@ -344,10 +344,11 @@ def seed(
         _bulk(
             PredictionLevel, [level for p in done if p.probability is not None for level in _levels(rng, p)]
         )
-        reviews = _reviews(rng, done, counts["reviews"], cases)
+        owners = {case.pk: case.owner for case in cases}
+        reviews = _reviews(rng, done, counts["reviews"], owners)
         _bulk(Review, reviews)
         reviewed = {review.prediction_id for review in reviews}
-        exclusions = _exclusions(rng, predictions, reviewed, cases)
+        exclusions = _exclusions(rng, predictions, reviewed, owners)
         _bulk(PredictionExclusion, exclusions)
         _set_case_status(cases, predictions, reviewed, {e.prediction_id for e in exclusions})
     if connection.vendor == "postgresql":
@@ -372,12 +373,14 @@ def seed(
     )
 
 
-def _reviews(rng: random.Random, done: list[Prediction], wanted: int, cases: list[Case]) -> list[Review]:
-    """Reviews by each case's owner, case by case in random order, so a reviewed case is wholly reviewed."""
+def _reviews(
+    rng: random.Random, done: list[Prediction], wanted: int, owners: dict[int, object]
+) -> list[Review]:
+    """Reviews by each case's owner (``owners``: case id -> user), case by case in random order, so a
+    reviewed case is wholly reviewed."""
     by_case: dict[int, list[Prediction]] = defaultdict(list)
     for prediction in done:
         by_case[prediction.scan.case_id].append(prediction)
-    owners = {case.pk: case.owner for case in cases}
     order = list(by_case)
     rng.shuffle(order)
     reviews: list[Review] = []
@@ -403,11 +406,11 @@ def _reviews(rng: random.Random, done: list[Prediction], wanted: int, cases: lis
 
 
 def _exclusions(
-    rng: random.Random, predictions: list[Prediction], reviewed: set[int], cases: list[Case]
+    rng: random.Random, predictions: list[Prediction], reviewed: set[int], owners: dict[int, object]
 ) -> list[PredictionExclusion]:
     """About half the failed runs and of the unreviewed "not assessable" results, marked not used by their
-    case's owner with a reason, as a clinician clears them before signing a case off."""
-    owners = {case.pk: case.owner for case in cases}
+    case's owner (``owners``: case id -> user) with a reason, as a clinician clears them before signing a
+    case off."""
     reasons = {
         Prediction.Status.FAILED: "The run failed; the scan was repeated.",
         Prediction.Label.NOT_ASSESSABLE: "Not a mid-sagittal slice.",
