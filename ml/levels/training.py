@@ -707,7 +707,8 @@ def ensemble_localizers(
         gate = out_of_fold_gate(train, config, gate_folds, seeds=seeds, log=log)
         card["training"]["gate_fitted_on"] = f"out of fold: {gate_folds} patient folds of the training split"
     else:
-        gate = fit_gate(model, train, PreprocessSpec(input_size=config.input_size), config.shift, config.seed)
+        spec = PreprocessSpec.from_dict(cards[0]["preprocess"])  # the members' own, checked shared above
+        gate = fit_gate(model, train, spec, config.shift, config.seed)
         card["training"]["gate_fitted_on"] = "the training slices the members were trained on"
     card["gate"] = gate.to_dict()
     _save(model, card, output_dir)

@@ -312,6 +312,10 @@ def test_trained_models_analyse_a_scan_end_to_end(tmp_path, eager):
     assert locs_card["training"]["gate_fitted_on"].startswith("out of fold: 2 patient folds")
     assert locs_card["parameters"] == 2 * card["parameters"] and set(locs_card["gate"]) == set(card["gate"])
     assert locs_card["box_shape"] == card["box_shape"]
+    assert main([*ensemble_loc[:-1], str(tmp_path / "locs_in_sample")]) == 0
+    in_sample = json.loads((tmp_path / "locs_in_sample" / "model_card.json").read_text())
+    assert set(in_sample["gate"]) == set(card["gate"])
+    assert in_sample["training"]["gate_fitted_on"] == "the training slices the members were trained on"
     assert main([*ensemble_loc[:-1], str(tmp_path / "other"), "--localizer", str(tmp_path / "grader")]) == 2
     assert main([*ensemble[:-1], str(tmp_path / "other"), "--gate-folds", "2"]) == 2  # graders: no gate
     with pytest.raises(SystemExit):  # one kind per ensemble
