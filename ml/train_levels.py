@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                 "--members",
                 type=int,
                 default=1,
-                help="localiser only: score an ensemble of this many seeds (--seed, +1000, ...) per fold",
+                help="score an ensemble of this many seeds (--seed, +1000, ...) on the same patient folds; "
+                "for a grader, each seed's figures and their spread too",
             )
         else:
             command.add_argument("--out", required=True, type=Path, help="artifact folder to create")
@@ -207,8 +208,8 @@ def _config(args: argparse.Namespace):
         config.crop_size = args.crop_size
         config.crop_scale = args.crop_scale or config.crop_scale
         config.class_balance = args.class_balance
-    if args.command == "cv" and (args.members < 1 or (args.members > 1 and args.model != "localizer")):
-        raise DataError("members must be at least 1, and more than 1 only for the localiser")
+    if args.command == "cv" and args.members < 1:
+        raise DataError("members must be at least 1")
     folds = args.folds if args.command == "cv" else args.calibration_folds if args.command == "grader" else 0
     if folds == 1 or folds < 0 or (args.command == "cv" and folds < 2):
         raise DataError("folds must be at least 2 (calibration folds: 0 or at least 2)")
@@ -222,7 +223,7 @@ def _cross_validate(args: argparse.Namespace, train, config) -> None:
     if args.model == "localizer":
         figures = cross_validate_localizer(train, config, args.folds, members=args.members)
     else:
-        figures = cross_validate_grader(args.model, train, config, args.folds)
+        figures = cross_validate_grader(args.model, train, config, args.folds, members=args.members)
     settings = {key: value for key, value in vars(args).items() if key not in ("data", "json", "command")}
     result = {"settings": {**settings, "crop_scale": config.crop_scale}, "figures": figures}
     print(json.dumps(result, default=str))

@@ -90,6 +90,8 @@ FLIP_PROBABILITY = 0.5
 COPY_THREADS = min(os.cpu_count() or 1, 8)  # OpenCV and NumPy release the GIL on whole-slice operations
 MAX_EXTRA_LEVELS = 2  # discs above L3-L4 the localiser can be trained on: L2-L3, L1-L2
 GATE_COPIES = 3  # shifted copies of each training slice the gate's orientation margin is read on
+# Out-of-fold figures ``cv`` reports for each seed of a grader ensemble, with their mean and spread.
+MEMBER_FIGURES = ("weighted_kappa", "within_one", "accuracy", "image_roc_auc", "image_balanced_accuracy")
 
 
 @dataclass
@@ -451,8 +453,7 @@ def cross_validate_localizer(
     for fold in range(folds):
         held = np.flatnonzero(fold_of == fold)
         log(f"fold {fold + 1}/{folds}: {len(held)} images held out")
-        seeds = list(range(config.seed, config.seed + 1000 * members, 1000))
-        model = _localizer_without(fold_of == fold, copies, config, seeds, log)
+        model = _localizer_without(fold_of == fold, copies, config, member_seeds(config.seed, members), log)
         for name, hits in discs_found(model, train.subset(held), spec, config.seed + fold).items():
             found[name][held] = hits
     return {
@@ -463,6 +464,11 @@ def cross_validate_localizer(
         **{f"images_with_a_miss_{name}": int((~hits).any(axis=1).sum()) for name, hits in found.items()},
         "n": int(found["plain"].size),
     }
+
+
+def member_seeds(seed: int, members: int) -> list[int]:
+    """The seeds of an ``members``-seed ensemble scored by ``cv``: ``seed``, ``seed`` + 1000, ..."""
+    return list(range(seed, seed + 1000 * members, 1000))
 
 
 def train_localizer(
@@ -514,9 +520,12 @@ def out_of_fold_grading(
     config: LevelTrainConfig,
     folds: int,
     log: Callable[[str], None],
+    *,
+    fold_seed: int | None = None,
 ) -> np.ndarray:
-    """(N, 3, 4) P(grade > k) of every training image from a grader trained without its patient's fold."""
-    fold_of = patient_folds(train.patients, folds, seed=config.seed)
+    """(N, 3, 4) P(grade > k) of every training image from a grader trained without its patient's fold;
+    the folds are drawn with ``fold_seed`` (default: the training seed)."""
+    fold_of = patient_folds(train.patients, folds, seed=config.seed if fold_seed is None else fold_seed)
     above = np.empty((len(train.images), N_LEVELS, N_GRADES - 1))
     for fold in range(folds):
         held = np.flatnonzero(fold_of == fold)
@@ -568,12 +577,43 @@ def _cross_validation_card(above: np.ndarray, train: LevelData, folds: int) -> t
 
 
 def cross_validate_grader(
-    arch: str, train: LevelData, config: LevelTrainConfig, folds: int, *, log: Callable[[str], None] = print
+    arch: str,
+    train: LevelData,
+    config: LevelTrainConfig,
+    folds: int,
+    *,
+    members: int = 1,
+    log: Callable[[str], None] = print,
 ) -> dict:
-    """Out-of-fold grading figures of ``arch`` with ``config`` on the training split, by patient."""
+    """Out-of-fold grading figures of ``arch`` with ``config`` on the training split, by patient.
+
+    With ``members`` above one, of the ensemble (mean logits, as ``ensemble_grader``) of graders trained
+    with that many seeds (``member_seeds``) on the same patient folds, with each seed's figures and their
+    spread beside it: a change of setting has to beat that spread to be more than a change of seed.
+    """
     copies = _grader_copies(train, PreprocessSpec(input_size=config.crop_size), config)
-    above = out_of_fold_grading(arch, train, copies, config, folds, log)
-    return _cross_validation_card(above, train, folds)[1]
+    scores = [
+        out_of_fold_grading(
+            arch, train, copies, replace(config, seed=seed), folds, log, fold_seed=config.seed
+        )
+        for seed in member_seeds(config.seed, members)
+    ]
+    if members == 1:
+        return _cross_validation_card(scores[0], train, folds)[1]
+    figures = _cross_validation_card(mean_logit(np.stack(scores)), train, folds)[1]
+    each = [_cross_validation_card(above, train, folds)[1] for above in scores]
+    return {
+        **figures,
+        "members": [
+            {"seed": seed, **{key: one[key] for key in MEMBER_FIGURES}}
+            for seed, one in zip(member_seeds(config.seed, members), each, strict=True)
+        ],
+        "member_spread": {key: _mean_and_sd([one[key] for one in each]) for key in MEMBER_FIGURES},
+    }
+
+
+def _mean_and_sd(values: list[float]) -> dict:
+    return {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values, ddof=1)), 4)}
 
 
 def _scores_of(saved, train: LevelData) -> bool:

@@ -206,8 +206,8 @@ def test_training_entry_point_refuses_bad_flags(tmp_path, capsys):
     assert "extra levels must be 0 to 2" in capsys.readouterr().err
     assert main([*grader, "--class-balance", "-1"]) == 2
     assert "class balance must not be negative" in capsys.readouterr().err
-    assert main(["cv", "--model", "vgg", "--data", str(SAMPLE_DATA), "--members", "2"]) == 2
-    assert "more than 1 only for the localiser" in capsys.readouterr().err
+    assert main(["cv", "--model", "vgg", "--data", str(SAMPLE_DATA), "--members", "0"]) == 2
+    assert "members must be at least 1" in capsys.readouterr().err
     assert main(["cv", "--model", "localizer", "--data", str(SAMPLE_DATA), "--members", "0"]) == 2
 
 
@@ -222,7 +222,16 @@ def test_class_balance_weighs_rare_grades_up_and_keeps_the_mean_loss_weight():
 
 
 @pytest.mark.slow
-def test_cross_validation_scores_each_setting_by_patient_folds(tmp_path, eager):
+def test_cross_validation_scores_each_setting_by_patient_folds(tmp_path, eager, monkeypatch):
+    from ml.levels import training
+
+    fold_seeds = []
+    draw_folds = training.patient_folds
+
+    def recorded_folds(patients, folds, *, seed):
+        fold_seeds.append(seed)
+        return draw_folds(patients, folds, seed=seed)
+
     common = ["--data", str(SAMPLE_DATA), "--epochs", "1", "--batch-size", "4", "--width", "4"]
     common += ["--shifted-copies", "1", "--folds", "2"]
     figures_file = tmp_path / "cv.json"
@@ -247,11 +256,21 @@ def test_cross_validation_scores_each_setting_by_patient_folds(tmp_path, eager):
     localizer = json.loads(figures_file.read_text())["figures"]
     assert main(["cv", "--model", "invgg", *common, "--crop-size", "32", "--json", str(figures_file)]) == 0
     grader = json.loads(figures_file.read_text())
+    cv_ensemble = ["cv", "--model", "vgg", *common, "--crop-size", "32", "--seed", "5", "--members", "2"]
+    monkeypatch.setattr(training, "patient_folds", recorded_folds)
+    assert main([*cv_ensemble, "--json", str(figures_file)]) == 0
+    ensemble = json.loads(figures_file.read_text())["figures"]
 
     assert localizer["n"] == 3 * 6 and 0.0 <= localizer["found_rate_shifted"] <= 1.0
     assert localizer["members"] == 2
     assert grader["settings"]["model"] == "invgg" and grader["figures"]["folds"] == 2
     assert sum(map(sum, grader["figures"]["confusion_matrix"])) == 3 * 6
+    assert "members" not in grader["figures"]
+    assert [member["seed"] for member in ensemble["members"]] == [5, 1005]
+    assert fold_seeds == [5, 5]  # both seeds trained and scored on the same patient folds
+    kappas = [member["weighted_kappa"] for member in ensemble["members"]]
+    assert ensemble["member_spread"]["weighted_kappa"]["mean"] == pytest.approx(np.mean(kappas), abs=1e-4)
+    assert sum(map(sum, ensemble["confusion_matrix"])) == 3 * 6
 
 
 @pytest.mark.slow
