@@ -592,11 +592,12 @@ def cross_validate_grader(
     spread beside it: a change of setting has to beat that spread to be more than a change of seed.
     """
     copies = _grader_copies(train, PreprocessSpec(input_size=config.crop_size), config)
+    seeds = member_seeds(config.seed, members)
     scores = [
         out_of_fold_grading(
             arch, train, copies, replace(config, seed=seed), folds, log, fold_seed=config.seed
         )
-        for seed in member_seeds(config.seed, members)
+        for seed in seeds
     ]
     if members == 1:
         return _cross_validation_card(scores[0], train, folds)[1]
@@ -606,7 +607,7 @@ def cross_validate_grader(
         **figures,
         "members": [
             {"seed": seed, **{key: one[key] for key in MEMBER_FIGURES}}
-            for seed, one in zip(member_seeds(config.seed, members), each, strict=True)
+            for seed, one in zip(seeds, each, strict=True)
         ],
         "member_spread": {key: _mean_and_sd([one[key] for one in each]) for key in MEMBER_FIGURES},
     }
